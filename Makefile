@@ -1,0 +1,28 @@
+# One command to run the service, one to run the tests; each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+
+.PHONY: run test test-fast bench clean
+
+$(BIN)/twistd: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	touch $(BIN)/twistd
+
+run: $(BIN)/twistd
+	$(BIN)/twistd --pidfile= -n gamesvc --port $(PORT)
+
+test: $(BIN)/twistd
+	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/twistd
+	$(BIN)/python -m pytest -m "not browser"
+
+bench: $(BIN)/twistd
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache

@@ -1,0 +1,3 @@
+"""gamesvc: a Twisted service for real-time multiplayer board games (Dice Race)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,188 @@
+"""Accounts and sessions: signup, login, resume, logout, and the leaderboard.
+
+Rules only: the store, the clock, the password hasher and the token source are injected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Callable
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from gamesvc._defer import deferred
+from gamesvc.config import Settings
+from gamesvc.errors import DuplicateKey, GameError, RateLimited
+from gamesvc.passwords import IHasher
+from gamesvc.ratelimit import SlidingWindow
+from gamesvc.store.interfaces import IStore
+
+log = Logger()
+USERNAME = re.compile(r"[A-Za-z0-9_-]{3,20}\Z")
+MIN_PASSWORD_BYTES = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer passwords are refused, never truncated
+
+
+@attrs.frozen
+class Account:
+    """A signed-in user: the normalised key and the name as typed at signup."""
+
+    key: str
+    username: str
+
+
+@attrs.frozen
+class SignedIn:
+    """The result of signup or login: who, their public record, and a new session token."""
+
+    account: Account
+    user: dict
+    token: str
+
+
+def user_key(username: str) -> str:
+    """The case-insensitive key of a username."""
+    return username.lower()
+
+
+def public_user(user: dict) -> dict:
+    """The contract's `user` object."""
+    return {"username": user["username"], "wins": user["wins"], "games": user["games"]}
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 under which a session token is stored; the token itself never is."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_username(username: str) -> str:
+    """Refuse a username outside 3–20 of [A-Za-z0-9_-]."""
+    if not USERNAME.match(username):
+        raise GameError("invalid_username", "usernames are 3 to 20 letters, digits, _ or -")
+    return username
+
+
+def check_password(password: str) -> bytes:
+    """The password's UTF-8 bytes, refused outside 8–72 bytes."""
+    encoded = password.encode("utf-8", "surrogatepass")
+    if not MIN_PASSWORD_BYTES <= len(encoded) <= MAX_PASSWORD_BYTES:
+        raise GameError("invalid_password", "passwords are 8 to 72 bytes of UTF-8")
+    return encoded
+
+
+class AccountService:
+    """Signup, login and sessions with bcrypt hashes, hashed tokens and rate limits."""
+
+    def __init__(
+        self,
+        store: IStore,
+        clock: IReactorTime,
+        hasher: IHasher,
+        settings: Settings,
+        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._hasher = hasher
+        self._settings = settings
+        self._new_token = new_token
+        self._dummy_hash: bytes | None = None
+        self.failed_by_user = SlidingWindow(clock, settings.login_user_limit, settings.login_window)
+        self.failed_by_address = SlidingWindow(clock, settings.login_address_limit, settings.login_window)
+        self.signups_by_address = SlidingWindow(clock, settings.signup_address_limit, settings.signup_window)
+
+    async def _open_session(self, user: dict) -> SignedIn:
+        token = self._new_token()
+        await self._store.insert_session(
+            {
+                "token_hash": token_hash(token),
+                "user": user["key"],
+                "expires": self._clock.seconds() + self._settings.session_ttl,
+            }
+        )
+        return SignedIn(Account(user["key"], user["username"]), public_user(user), token)
+
+    @deferred
+    async def signup(self, username: str, password: str, address: str) -> SignedIn:
+        """Create an account and sign it in; the unique key decides races for one name."""
+        check_username(username)
+        encoded = check_password(password)
+        wait = self.signups_by_address.retry_after(address)
+        if wait is not None:
+            raise RateLimited("too many signups from this address; try again later", wait)
+        self.signups_by_address.hit(address)
+        user = {
+            "key": user_key(username),
+            "username": username,
+            "password_hash": await self._hasher.hash(encoded),
+            "wins": 0,
+            "games": 0,
+            "created": self._clock.seconds(),
+        }
+        try:
+            await self._store.insert_user(user)
+        except DuplicateKey:
+            raise GameError("username_taken", f"the name {username} is taken") from None
+        log.info("signup {username}", username=username)
+        return await self._open_session(user)
+
+    @deferred
+    async def login(self, username: str, password: str, address: str) -> SignedIn:
+        """Check a password; wrong ones are counted per name and per address."""
+        encoded = check_password(password)
+        key = user_key(username)
+        for window, what in ((self.failed_by_user, key), (self.failed_by_address, address)):
+            wait = window.retry_after(what)
+            if wait is not None:
+                raise RateLimited("too many failed logins; try again later", wait)
+        user = await self._store.find_user(key) if USERNAME.match(username) else None
+        if user is None:
+            # Spend one bcrypt check anyway so that timing does not tell which names exist.
+            await self._hasher.check(encoded, await self._dummy())
+            ok = False
+        else:
+            ok = await self._hasher.check(encoded, user["password_hash"])
+        if not ok:
+            self.failed_by_user.hit(key)
+            self.failed_by_address.hit(address)
+            raise GameError("bad_credentials", "wrong username or password")
+        self.failed_by_user.reset(key)
+        return await self._open_session(user)
+
+    async def _dummy(self) -> bytes:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hasher.hash(secrets.token_bytes(16).hex().encode())
+        return self._dummy_hash
+
+    @deferred
+    async def resume(self, token: str) -> tuple[Account, dict]:
+        """The account and user behind a live session token; `unauthenticated` otherwise."""
+        session = await self._store.find_session(token_hash(token)) if token else None
+        if session is None or session["expires"] <= self._clock.seconds():
+            raise GameError("unauthenticated", "the session is unknown, expired or revoked")
+        user = await self._store.find_user(session["user"])
+        if user is None:
+            raise GameError("unauthenticated", "the session's account no longer exists")
+        return Account(user["key"], user["username"]), public_user(user)
+
+    @deferred
+    async def logout(self, token: str) -> None:
+        """Revoke a session token."""
+        await self._store.delete_session(token_hash(token))
+
+    @deferred
+    async def user(self, key: str) -> dict:
+        """A user's current public record."""
+        user = await self._store.find_user(key)
+        if user is None:
+            raise GameError("not_found", "no such user")
+        return public_user(user)
+
+    @deferred
+    async def leaderboard(self, limit: int) -> list[dict]:
+        """The top players."""
+        return await self._store.leaderboard(limit)

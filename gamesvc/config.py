@@ -1,0 +1,180 @@
+"""Every tunable of gamesvc in one table: defaults, help text, parsing and checks.
+
+`Settings` is what the services receive. Its fields are the single source of the
+command-line options (`gamesvc.tap.Options`) and of the `GAMESVC_*` environment
+variables, so an option cannot exist in one place and be missing in another.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+ENV_PREFIX = "GAMESVC_"
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """Parse an integer and check that it lies in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    """Parse a number and check that it lies in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    """Accept any non-empty text."""
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _optional_int(text: str) -> int | None:
+    """Parse an integer, or empty text for none."""
+    return int(text) if text else None
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of origins (used for the environment variable)."""
+    origins = tuple(part.strip() for part in text.split(",") if part.strip())
+    for origin in origins:
+        _check_origin(origin)
+    return origins
+
+
+def _check_origin(origin: str) -> str:
+    """Check that an allowed-origin pattern looks like scheme://host[:port]."""
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(
+            f"{origin!r} is not an origin like https://games.example.com or http://*.example.com:8080"
+        )
+    return origin
+
+
+def option(
+    default: Any,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    flag: bool = False,
+    repeatable: bool = False,
+) -> Any:
+    """Declare one setting: its default, how to parse it from text, and its help line."""
+    return attrs.field(
+        default=default,
+        metadata={"parse": parse, "help": help, "flag": flag, "repeatable": repeatable},
+    )
+
+
+@attrs.frozen
+class Settings:
+    """The service's configuration; every limit has a documented default."""
+
+    # Network
+    port: int = option(5000, _int_in(0, 65535), "TCP port for the web site and WebSocket (0 picks a free one)")
+    interface: str = option("127.0.0.1", str, "interface to listen on (0.0.0.0 for all IPv4 interfaces)")
+    allowed_origins: tuple[str, ...] = option(
+        (),
+        _check_origin,
+        "allowed WebSocket Origin, repeatable, wildcards allowed (default: the server's own origin)",
+        repeatable=True,
+    )
+    behind_tls: bool = option(
+        False, bool, "the service is reached over HTTPS through a proxy: mark cookies Secure", flag=True
+    )
+    max_connections: int = option(10000, _int_in(1, 1_000_000), "most WebSocket connections at once")
+    max_message_bytes: int = option(65536, _int_in(1024, 16 * 1024 * 1024), "largest WebSocket message accepted")
+    max_body_bytes: int = option(16384, _int_in(1024, 1024 * 1024), "largest HTTP API request body accepted")
+    ping_interval: float = option(30.0, _float_in(0, 3600), "seconds between WebSocket pings (0: never)")
+    ping_timeout: float = option(10.0, _float_in(0, 3600), "seconds to wait for a pong before dropping")
+    handshake_timeout: float = option(10.0, _float_in(0.1, 600), "seconds allowed for the WebSocket handshake")
+    send_buffer_bytes: int = option(
+        1024 * 1024, _int_in(4096, 1024 * 1024 * 1024), "unsent bytes a slow client may have queued before it is dropped"
+    )
+
+    # Storage
+    mongo_uri: str | None = option(None, _text, "MongoDB URI (absent: run the embedded store in --data-dir)")
+    data_dir: str = option("./gamesvc-data", _text, "folder of the embedded store's data")
+    store_timeout: float = option(5.0, _float_in(0.1, 600), "seconds before a store call fails as unavailable")
+
+    # Accounts
+    bcrypt_cost: int = option(12, _int_in(4, 31), "bcrypt work factor for password hashes")
+    hash_threads: int = option(2, _int_in(1, 64), "threads that run bcrypt off the reactor")
+    session_ttl: float = option(7 * 86400.0, _float_in(60, 365 * 86400), "seconds a session token lives")
+    login_user_limit: int = option(5, _int_in(1, 1_000_000), "failed logins per username per window")
+    login_address_limit: int = option(20, _int_in(1, 1_000_000), "failed logins per client address per window")
+    login_window: float = option(900.0, _float_in(1, 86400), "seconds of the failed-login window")
+    signup_address_limit: int = option(10, _int_in(1, 1_000_000), "signups per client address per window")
+    signup_window: float = option(3600.0, _float_in(1, 86400), "seconds of the signup window")
+
+    # Per-connection message limits
+    message_rate: float = option(20.0, _float_in(0.01, 100_000), "WebSocket messages per second per connection")
+    message_burst: int = option(40, _int_in(1, 1_000_000), "WebSocket message burst per connection")
+    chat_rate: float = option(1.0, _float_in(0.01, 100_000), "chat messages per second per connection")
+    chat_burst: int = option(5, _int_in(1, 1_000_000), "chat message burst per connection")
+    flood_strikes: int = option(
+        50, _int_in(1, 1_000_000), "rate-limited messages in a row before the connection is closed (1008)"
+    )
+
+    # Rooms and games
+    max_rooms: int = option(5000, _int_in(1, 1_000_000), "most rooms open at once")
+    grace_seconds: float = option(60.0, _float_in(0, 86400), "seconds a dropped player keeps the seat")
+    turn_seconds: float = option(20.0, _float_in(1, 86400), "seconds a player has to roll before the server rolls")
+    chat_history: int = option(50, _int_in(0, 10000), "chat messages a room keeps for players who join")
+    result_retry: float = option(2.0, _float_in(0.01, 3600), "seconds between retries of a failed result write")
+    dice_seed: int | None = option(
+        None, _optional_int, "TESTING ONLY: roll dice from a seeded PRNG instead of the OS's secure RNG"
+    )
+
+
+def setting_fields() -> tuple[attrs.Attribute, ...]:
+    """The fields of `Settings`, in declaration order."""
+    return attrs.fields(Settings)
+
+
+def option_name(field: attrs.Attribute) -> str:
+    """The command-line name of a setting, e.g. ``bcrypt-cost``."""
+    name = field.name.replace("_", "-")
+    return "allowed-origin" if name == "allowed-origins" else name
+
+
+def env_name(field: attrs.Attribute) -> str:
+    """The environment variable of a setting, e.g. ``GAMESVC_BCRYPT_COST``."""
+    return ENV_PREFIX + field.name.upper()
+
+
+def parse_env(field: attrs.Attribute, text: str) -> Any:
+    """Parse a setting's environment variable text."""
+    if field.metadata["flag"]:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{text!r} is not a yes/no value")
+    if field.metadata["repeatable"]:
+        return _origins(text)
+    return field.metadata["parse"](text)

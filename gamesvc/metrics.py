@@ -1,0 +1,120 @@
+"""Prometheus metrics for operators, kept in a registry of the service's own."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from gamesvc.errors import StoreUnavailable
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Callbacks:
+    """A collector whose gauges are read from the services when scraped."""
+
+    def __init__(self) -> None:
+        self.rooms_by_status: Callable[[], dict[str, int]] = dict
+        self.authenticated: Callable[[], int] = lambda: 0
+        self.hash_queue: Callable[[], int] = lambda: 0
+        self.pending_results: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Any:
+        rooms = GaugeMetricFamily("gamesvc_rooms", "Open rooms by status", labels=["status"])
+        counts = self.rooms_by_status()
+        for status in ("waiting", "playing", "finished"):
+            rooms.add_metric([status], counts.get(status, 0))
+        yield rooms
+        yield GaugeMetricFamily("gamesvc_authenticated_connections", "Signed-in connections", value=self.authenticated())
+        yield GaugeMetricFamily("gamesvc_bcrypt_queue", "Password hashes queued or running", value=self.hash_queue())
+        yield GaugeMetricFamily(
+            "gamesvc_pending_results", "Finished games waiting for the store", value=self.pending_results()
+        )
+
+
+class Metrics:
+    """Counters, gauges and histograms of one service instance."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge("gamesvc_connections", "Open WebSocket connections", registry=r)
+        self.refusals = Counter("gamesvc_connections_refused", "Refused WebSocket handshakes", ["reason"], registry=r)
+        self.messages_in = Counter("gamesvc_messages_in", "Requests served, by op and result", ["op", "result"], registry=r)
+        self.messages_out = Counter("gamesvc_messages_out", "Messages sent to clients", registry=r)
+        self.errors = Counter("gamesvc_errors", "Error replies, by code", ["code"], registry=r)
+        self.request_seconds = Histogram(
+            "gamesvc_request_seconds", "Time to serve a request", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.games = Counter("gamesvc_games", "Games, by event", ["event"], registry=r)
+        self.store_seconds = Histogram(
+            "gamesvc_store_seconds", "Store call latency", ["call"], registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.store_failures = Counter("gamesvc_store_failures", "Store calls that failed", ["call"], registry=r)
+        self.callbacks = _Callbacks()
+        r.register(self.callbacks)  # type: ignore[arg-type]
+        self._out = self.messages_out  # bound once: message_out runs for every frame sent
+
+    def connection_opened(self) -> None:
+        """Count an opened connection."""
+        self.connections.inc()
+
+    def connection_closed(self) -> None:
+        """Count a closed connection."""
+        self.connections.dec()
+
+    def refused(self, reason: str) -> None:
+        """Count a refused handshake."""
+        self.refusals.labels(reason).inc()
+
+    def request(self, op: str, result: str, seconds: float) -> None:
+        """Count a served request."""
+        self.messages_in.labels(op, result).inc()
+        self.request_seconds.observe(seconds)
+
+    def message_out(self) -> None:
+        """Count a message sent to a client."""
+        self._out.inc()
+
+    def error(self, code: str) -> None:
+        """Count an error reply."""
+        self.errors.labels(code).inc()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
+
+
+class MeteredStore:
+    """Wraps a store so that every call's latency and failures are measured."""
+
+    def __init__(self, store: Any, metrics: Metrics, clock: IReactorTime) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target) or name.startswith("_"):
+            return target
+        metrics, clock = self._metrics, self._clock
+
+        def timed(*args: Any, **kwargs: Any) -> Deferred:
+            started = clock.seconds()
+            d: Deferred = target(*args, **kwargs)
+
+            def done(result: Any) -> Any:
+                metrics.store_seconds.labels(name).observe(clock.seconds() - started)
+                if hasattr(result, "check") and result.check(StoreUnavailable):
+                    metrics.store_failures.labels(name).inc()
+                return result
+
+            return d.addBoth(done)
+
+        return timed

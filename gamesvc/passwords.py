@@ -1,0 +1,71 @@
+"""Password hashing with bcrypt on a thread pool, so the reactor thread never waits for it."""
+
+from __future__ import annotations
+
+import bcrypt
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Interface, implementer
+
+
+class IHasher(Interface):
+    """Hashes and checks passwords; both return Deferreds."""
+
+    def hash(password: bytes) -> Deferred:
+        """A new salted hash of `password`."""
+
+    def check(password: bytes, hashed: bytes) -> Deferred:
+        """True when `password` matches `hashed`."""
+
+    def pending() -> int:
+        """Hashing jobs queued or running."""
+
+
+@implementer(IHasher)
+class BcryptHasher:
+    """bcrypt at a configurable cost, run on a dedicated thread pool."""
+
+    def __init__(self, reactor: object, pool: ThreadPool, cost: int) -> None:
+        self._reactor = reactor
+        self._pool = pool
+        self._cost = cost
+        self._pending = 0
+
+    def _run(self, fn: object, *args: object) -> Deferred:
+        self._pending += 1
+
+        def done(result: object) -> object:
+            self._pending -= 1
+            return result
+
+        return deferToThreadPool(self._reactor, self._pool, fn, *args).addBoth(done)
+
+    def hash(self, password: bytes) -> Deferred:
+        return self._run(lambda: bcrypt.hashpw(password, bcrypt.gensalt(self._cost)))
+
+    def check(self, password: bytes, hashed: bytes) -> Deferred:
+        return self._run(bcrypt.checkpw, password, hashed)
+
+    def pending(self) -> int:
+        return self._pending
+
+
+@implementer(IHasher)
+class PlainHasher:
+    """A synchronous, insecure stand-in for unit tests; counts its checks."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.hashes = 0
+
+    def hash(self, password: bytes) -> Deferred:
+        self.hashes += 1
+        return succeed(b"plain$" + password)
+
+    def check(self, password: bytes, hashed: bytes) -> Deferred:
+        self.checks += 1
+        return succeed(hashed == b"plain$" + password)
+
+    def pending(self) -> int:
+        return 0

@@ -1,0 +1,439 @@
+"""The WebSocket protocol: frames to the contract's JSON envelope, an op table, replies and events.
+
+Thin by design: every op reads its typed arguments and calls a service. Requests of one
+connection are served one after another, so replies come in request order; every failure is
+answered as data, with tracebacks only in the server log.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections import deque
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gamesvc import args
+from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
+from gamesvc.interfaces import IMind
+from gamesvc.ratelimit import TokenBucket
+from gamesvc.wire import Outgoing, encode
+
+log = Logger()
+SESSION_COOKIE = "gamesvc_session"
+MAX_ID_LENGTH = 128
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_GOING_AWAY = 1001
+
+Handler = Callable[["GameProtocol", dict], Awaitable[dict | None]]
+OPS: dict[str, tuple[Handler, bool]] = {}
+
+
+def op(name: str, *, auth: bool = True) -> Callable[[Handler], Handler]:
+    """Register a handler in the op table; `auth` ops answer `unauthenticated` before login."""
+
+    def register(fn: Handler) -> Handler:
+        OPS[name] = (fn, auth)
+        return fn
+
+    return register
+
+
+def request_id(message: dict) -> str | int | None:
+    """The request's `id` when it is a string or integer the client can match, else None."""
+    value = message.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and -(2**53) <= value <= 2**53:
+        return value
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH:
+        return value
+    return None
+
+
+def session_token_from_cookie(header: str | None) -> str | None:
+    """The session token carried in a Cookie header, if any."""
+    if not header:
+        return None
+    try:
+        jar = SimpleCookie(header)
+    except CookieError:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel else None
+
+
+def origin_allowed(origin: str | None, host: str | None, secure: bool, patterns: tuple[str, ...]) -> bool:
+    """Whether a handshake's Origin may connect.
+
+    No Origin header means a non-browser client, which is allowed; the literal ``null`` is refused.
+    With no configured patterns only the server's own origin (scheme and Host header) is allowed.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if origin == "null" or not origin:
+        return False
+    if patterns:
+        return any(fnmatch.fnmatchcase(origin, p.lower()) for p in patterns)
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    default_port = 443 if parts.scheme == "https" else 80
+    try:
+        origin_host = f"{parts.hostname}:{parts.port or default_port}"
+    except ValueError:
+        return False
+    own = urlsplit(f"//{host.lower()}")
+    try:
+        own_host = f"{own.hostname}:{own.port or (443 if secure else 80)}"
+    except ValueError:
+        return False
+    return origin_host == own_host and (parts.scheme == "https") == secure
+
+
+@implementer(IMind)
+class GameProtocol(WebSocketServerProtocol):
+    """One client connection: its identity, its request queue, and the events pushed to it."""
+
+    factory: "GameFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.account: Any = None
+        self.token: str | None = None
+        self.address = "unknown"
+        self.open = False
+        self._cookie_token: str | None = None
+        self._pending: deque[tuple[Any, str, dict]] = deque()
+        self._busy = False
+        self._strikes = 0
+        self._messages: TokenBucket | None = None
+        self._chats: TokenBucket | None = None
+
+    # Handshake and lifecycle
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """Refuse foreign origins and connections over the limit; remember the cookie's token."""
+        services = self.factory.services
+        settings = services.settings
+        if not origin_allowed(
+            request.headers.get("origin"), request.headers.get("host"), settings.behind_tls, settings.allowed_origins
+        ):
+            services.metrics.refused("origin")
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        if len(self.factory.connections) >= settings.max_connections:
+            services.metrics.refused("capacity")
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "server is full")
+        self.address = request.peer.split(":")[1] if request.peer.count(":") >= 2 else request.peer
+        self._cookie_token = session_token_from_cookie(request.headers.get("cookie"))
+
+    def onOpen(self) -> None:
+        """Join the factory's connections and authenticate from the handshake's cookie first."""
+        services = self.factory.services
+        clock = services.clock
+        settings = services.settings
+        self.open = True
+        self._messages = TokenBucket(clock, settings.message_rate, settings.message_burst)
+        self._chats = TokenBucket(clock, settings.chat_rate, settings.chat_burst)
+        self.factory.connections.add(self)
+        services.metrics.connection_opened()
+        if self._cookie_token:
+            self._enqueue(None, "_cookie", {"token": self._cookie_token})
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """Leave the factory's connections; rooms keep the seat for the grace period."""
+        self._detach()
+
+    def _detach(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self._pending.clear()
+        self.factory.connections.discard(self)
+        services = self.factory.services
+        services.metrics.connection_closed()
+        services.rooms.disconnected(self)
+
+    # Incoming frames
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Parse one frame and queue its request; malformed frames are answered at once."""
+        metrics = self.factory.services.metrics
+        if isBinary:
+            metrics.error("bad_request")
+            self._send({"re": None, "ok": False, "error": "bad_request", "message": "binary frames are not accepted"})
+            return
+        if not self._messages.take():  # type: ignore[union-attr]
+            self._limited()
+            return
+        self._strikes = 0
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            self._send_error(None, bad_request("the frame is not valid JSON"))
+            return
+        if not isinstance(message, dict):
+            self._send_error(None, bad_request("a request must be a JSON object"))
+            return
+        rid = request_id(message)
+        name = message.get("op")
+        if not isinstance(name, str) or not name:
+            self._send_error(rid, bad_request("op must be a non-empty string"))
+            return
+        if name == "room.chat" and not self._chats.take():  # type: ignore[union-attr]
+            self._enqueue(rid, "_limited", {"retry_after": self._chats.retry_after()})  # type: ignore[union-attr]
+            return
+        self._enqueue(rid, name, message)
+
+    def _limited(self) -> None:
+        """Answer a message over the rate; close a connection that keeps flooding."""
+        self._strikes += 1
+        self.factory.services.metrics.error("rate_limited")
+        if self._strikes >= self.factory.services.settings.flood_strikes:
+            log.warn("closing flooding connection from {address}", address=self.address)
+            self.sendClose(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+            return
+        err = RateLimited("too many messages; slow down", self._messages.retry_after())  # type: ignore[union-attr]
+        self._send_error(None, err)
+
+    def _enqueue(self, rid: Any, name: str, message: dict) -> None:
+        self._pending.append((rid, name, message))
+        if not self._busy:
+            Deferred.fromCoroutine(self._drain()).addErrback(
+                lambda f: log.failure("request queue failed", f)
+            )
+
+    async def _drain(self) -> None:
+        self._busy = True
+        try:
+            while self._pending and self.open:
+                rid, name, message = self._pending.popleft()
+                await self._serve(rid, name, message)
+        finally:
+            self._busy = False
+
+    async def _serve(self, rid: Any, name: str, message: dict) -> None:
+        """Run one request and send exactly one reply."""
+        metrics = self.factory.services.metrics
+        started = self.factory.services.clock.seconds()
+        try:
+            if name == "_cookie":
+                await self._authenticate_cookie(message["token"])
+                return
+            if name == "_limited":
+                raise RateLimited("too many chat messages; slow down", message["retry_after"])
+            entry = OPS.get(name) if not name.startswith("_") else None
+            if entry is None:
+                raise GameError("unknown_op", f"there is no op {name[:40]!r}")
+            handler, needs_auth = entry
+            if needs_auth and self.account is None:
+                raise GameError("unauthenticated", "sign up, log in or resume first")
+            result = await handler(self, message)
+            reply = {"re": rid, "ok": True}
+            if result:
+                reply.update(result)
+            self._send(reply)
+            metrics.request(name, "ok", self.factory.services.clock.seconds() - started)
+        except GameError as e:
+            self._send_error(rid, e)
+            metrics.request(name, e.code, self.factory.services.clock.seconds() - started)
+        except StoreUnavailable as e:
+            log.warn("store unavailable during {op}: {why}", op=name, why=str(e))
+            self._send_error(rid, GameError("unavailable", "the store is unavailable; try again shortly"))
+            metrics.request(name, "unavailable", self.factory.services.clock.seconds() - started)
+        except Exception:
+            log.failure("op {op} failed", op=name)
+            self._send_error(rid, GameError("internal", "internal error"))
+            metrics.request(name, "internal", self.factory.services.clock.seconds() - started)
+
+    async def _authenticate_cookie(self, token: str) -> None:
+        """Sign the connection in from its handshake cookie; a bad cookie just leaves it anonymous."""
+        try:
+            account, _user = await self.factory.services.accounts.resume(token)
+        except (GameError, StoreUnavailable):
+            return
+        self._sign_in(account, token)
+
+    # Outgoing
+
+    def _send(self, message: dict) -> None:
+        self.deliver(Outgoing(message))
+
+    def _send_error(self, rid: Any, error: GameError) -> None:
+        self.factory.services.metrics.error(error.code)
+        self._send({"re": rid, "ok": False, **error.to_json()})
+
+    def deliver(self, outgoing: Outgoing) -> None:
+        """Send a pre-encoded message, framing it once per broadcast; drop clients that do not read."""
+        if not self.open:
+            return
+        if outgoing.framed is None:
+            outgoing.framed = self.factory.prepareMessage(outgoing.payload)
+        self.sendPreparedMessage(outgoing.framed)
+        self.factory.services.metrics.message_out()
+        if self._buffered() > self.factory.services.settings.send_buffer_bytes:
+            log.warn("dropping slow client {address}: send buffer full", address=self.address)
+            self._detach()
+            self.dropConnection(abort=True)
+
+    def _buffered(self) -> int:
+        """Bytes written to the transport but not yet sent to the peer."""
+        transport = self.transport
+        data = getattr(transport, "dataBuffer", b"")
+        return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+    # Session helpers used by the ops
+
+    def _sign_in(self, account: Any, token: str) -> None:
+        if self.account is not None and self.account != account:
+            self.factory.services.rooms.disconnected(self)
+        self.account = account
+        self.token = token
+
+
+class GameFactory(WebSocketServerFactory):
+    """Builds `GameProtocol`s that share the services and the set of open connections."""
+
+    protocol = GameProtocol
+
+    def __init__(self, services: Any, url: str | None = None) -> None:
+        super().__init__(url)
+        self.services = services
+        self.connections: set[GameProtocol] = set()
+        settings = services.settings
+        self.setProtocolOptions(
+            maxMessagePayloadSize=settings.max_message_bytes,
+            maxFramePayloadSize=settings.max_message_bytes,
+            autoPingInterval=settings.ping_interval,
+            autoPingTimeout=settings.ping_timeout,
+            openHandshakeTimeout=settings.handshake_timeout,
+            closeHandshakeTimeout=5,
+            # Close with 1007/1009 on invalid UTF-8 or oversized messages instead of dropping the TCP connection.
+            failByDrop=False,
+            # Origins are checked in onConnect against the Host header or the configured patterns.
+            allowedOrigins=["*"],
+        )
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every connection (used at shutdown)."""
+        for connection in list(self.connections):
+            connection.sendClose(code, reason)
+
+
+# The op table. Each op reads its arguments with `gamesvc.args` and calls a service.
+
+
+@op("ping", auth=False)
+async def _ping(conn: GameProtocol, message: dict) -> dict | None:
+    return None
+
+
+@op("signup", auth=False)
+async def _signup(conn: GameProtocol, message: dict) -> dict:
+    signed = await conn.factory.services.accounts.signup(
+        args.text(message, "username", max_len=100), args.text(message, "password", max_len=1000), conn.address
+    )
+    conn._sign_in(signed.account, signed.token)
+    return {"user": signed.user, "token": signed.token}
+
+
+@op("login", auth=False)
+async def _login(conn: GameProtocol, message: dict) -> dict:
+    signed = await conn.factory.services.accounts.login(
+        args.text(message, "username", max_len=100), args.text(message, "password", max_len=1000), conn.address
+    )
+    conn._sign_in(signed.account, signed.token)
+    return {"user": signed.user, "token": signed.token}
+
+
+@op("resume", auth=False)
+async def _resume(conn: GameProtocol, message: dict) -> dict:
+    token = args.text(message, "token", min_len=1, max_len=200)
+    account, user = await conn.factory.services.accounts.resume(token)
+    conn._sign_in(account, token)
+    return {"user": user}
+
+
+@op("logout")
+async def _logout(conn: GameProtocol, message: dict) -> None:
+    services = conn.factory.services
+    if conn.token:
+        await services.accounts.logout(conn.token)
+    services.rooms.disconnected(conn)
+    conn.account = conn.token = None
+    return None
+
+
+@op("me")
+async def _me(conn: GameProtocol, message: dict) -> dict:
+    services = conn.factory.services
+    user = await services.accounts.user(conn.account.key)
+    return {"user": user, "room": services.rooms.seat_of(conn.account.key)}
+
+
+@op("leaderboard", auth=False)
+async def _leaderboard(conn: GameProtocol, message: dict) -> dict:
+    limit = args.integer(message, "limit", low=1, high=100, default=20)
+    return {"players": await conn.factory.services.accounts.leaderboard(limit)}
+
+
+@op("lobby.watch")
+async def _lobby_watch(conn: GameProtocol, message: dict) -> dict:
+    return {"rooms": conn.factory.services.rooms.watch_lobby(conn)}
+
+
+@op("lobby.unwatch")
+async def _lobby_unwatch(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.unwatch_lobby(conn)
+    return None
+
+
+@op("room.create")
+async def _room_create(conn: GameProtocol, message: dict) -> dict:
+    return conn.factory.services.rooms.create(
+        conn,
+        name=args.text(message, "name", min_len=1, max_len=40),
+        seats=args.integer(message, "seats", low=2, high=4, default=4),
+        private=args.boolean(message, "private", default=False),
+    )
+
+
+@op("room.join")
+async def _room_join(conn: GameProtocol, message: dict) -> dict:
+    return conn.factory.services.rooms.join(
+        conn,
+        args.text(message, "room", min_len=1, max_len=20),
+        spectate=args.boolean(message, "spectate", default=False),
+    )
+
+
+@op("room.leave")
+async def _room_leave(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.leave(conn)
+    return None
+
+
+@op("room.ready")
+async def _room_ready(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.ready(conn, args.boolean(message, "ready", default=True))
+    return None
+
+
+@op("room.chat")
+async def _room_chat(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.chat(conn, args.text(message, "text", min_len=1, max_len=500))
+    return None
+
+
+@op("game.roll")
+async def _game_roll(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.roll(conn)
+    return None

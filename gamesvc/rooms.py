@@ -1,0 +1,482 @@
+"""The lobby and its rooms: seats, ready, chat, spectators, presence, reconnection, and the game turn flow.
+
+All room state lives in memory on the reactor thread, so every operation here is synchronous
+and atomic with respect to other connections. Connections are `IMind`s: the service pushes
+events by calling `deliver` on them, and one that fails is dropped from the room, not the room.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections import deque
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from gamesvc.config import Settings
+from gamesvc.errors import GameError
+from gamesvc.game import DiceRace, secure_die
+from gamesvc.interfaces import IMind
+from gamesvc.results import ResultWriter
+from gamesvc.wire import Outgoing, iso
+
+log = Logger()
+ROOM_ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+ROOM_ID_LENGTH = 6
+WAITING, PLAYING, FINISHED = "waiting", "playing", "finished"
+
+
+@attrs.define(eq=False)
+class Seat:
+    """A player's place in a room; `mind` is None while they are disconnected."""
+
+    key: str
+    username: str
+    ready: bool = False
+    mind: Any = None
+    grace: IDelayedCall | None = None
+
+    def cancel_grace(self) -> None:
+        """Stop the reconnection countdown."""
+        if self.grace is not None and self.grace.active():
+            self.grace.cancel()
+        self.grace = None
+
+
+@attrs.define(eq=False)
+class Room:
+    """One room: its players in seat order, spectators, chat tail and current game."""
+
+    id: str
+    name: str
+    seats: int
+    private: bool
+    chat: deque
+    status: str = WAITING
+    players: list[Seat] = attrs.Factory(list)
+    spectators: set = attrs.Factory(set)
+    version: int = 0
+    game: DiceRace | None = None
+    game_id: str | None = None
+    started: float | None = None
+    entries: list[dict] = attrs.Factory(list)
+    deadline: float | None = None
+    turn_timer: IDelayedCall | None = None
+    last_summary: dict | None = None
+
+    def seat_of(self, key: str) -> Seat | None:
+        """The seat this user holds here, if any."""
+        for seat in self.players:
+            if seat.key == key:
+                return seat
+        return None
+
+    def minds(self) -> list[Any]:
+        """Every connection that receives this room's events."""
+        return [seat.mind for seat in self.players if seat.mind is not None] + list(self.spectators)
+
+    def summary(self) -> dict[str, Any]:
+        """The contract's RoomSummary (`players` is the number of seated players)."""
+        return {"id": self.id, "name": self.name, "seats": self.seats, "players": len(self.players), "status": self.status}
+
+    def state(self) -> dict[str, Any]:
+        """The contract's RoomState, plus the game's board, order, deadline, winner and record id."""
+        positions = self.game.positions if self.game is not None else {}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "seats": self.seats,
+            "private": self.private,
+            "status": self.status,
+            "host": self.players[0].username if self.players else None,
+            "players": [
+                {
+                    "username": seat.username,
+                    "ready": seat.ready,
+                    "connected": seat.mind is not None,
+                    "position": positions.get(seat.username, 0),
+                }
+                for seat in self.players
+            ],
+            "spectators": len(self.spectators),
+            "turn": self.game.current if self.status == PLAYING and self.game is not None else None,
+            "version": self.version,
+            "board": self.game.board.to_json() if self.game is not None else None,
+            "order": list(self.game.order) if self.game is not None else None,
+            "deadline": iso(self.deadline) if self.deadline is not None else None,
+            "winner": self.game.winner if self.game is not None else None,
+            "game": self.game_id,
+        }
+
+
+def default_dice(settings: Settings) -> Callable[[], int]:
+    """The die: the OS's secure RNG, or a seeded PRNG when a test asks for one."""
+    if settings.dice_seed is None:
+        return secure_die
+    rng = random.Random(settings.dice_seed)
+    return lambda: rng.randint(1, 6)
+
+
+class RoomService:
+    """Rooms, seats and the games played in them."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        settings: Settings,
+        results: ResultWriter,
+        dice: Callable[[], int] | None = None,
+        choose: Callable[[str], str] = secrets.choice,
+        new_game_id: Callable[[], str] = lambda: secrets.token_hex(8),
+    ) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._results = results
+        self._dice = dice or default_dice(settings)
+        self._choose = choose
+        self._new_game_id = new_game_id
+        self.rooms: dict[str, Room] = {}
+        self._where: dict[Any, Room] = {}
+        self._seats: dict[str, Room] = {}
+        self._watchers: set[Any] = set()
+        self.games_started = 0
+        self.games_finished = 0
+
+    # Queries
+
+    def seat_of(self, key: str) -> str | None:
+        """The id of the room where this user holds a seat, or None."""
+        room = self._seats.get(key)
+        return room.id if room else None
+
+    def public_rooms(self) -> list[dict[str, Any]]:
+        """Summaries of the open public rooms, oldest first."""
+        return [room.summary() for room in self.rooms.values() if not room.private]
+
+    # Lobby
+
+    def watch_lobby(self, mind: IMind) -> list[dict[str, Any]]:
+        """Start pushing lobby events to `mind`; returns the current list."""
+        self._watchers.add(mind)
+        return self.public_rooms()
+
+    def unwatch_lobby(self, mind: IMind) -> None:
+        """Stop pushing lobby events to `mind`."""
+        self._watchers.discard(mind)
+
+    # Room membership
+
+    def create(self, mind: IMind, name: str, seats: int, private: bool) -> dict[str, Any]:
+        """Open a room with `mind`'s user in the first seat."""
+        account = mind.account
+        if account.key in self._seats:
+            raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
+        if len(self.rooms) >= self._settings.max_rooms:
+            raise GameError("unavailable", "the server has as many rooms as it allows; try again later")
+        self._leave_spectating(mind)
+        room = Room(self._new_room_id(), name, seats, private, deque(maxlen=self._settings.chat_history))
+        self.rooms[room.id] = room
+        self._seat(room, Seat(account.key, account.username, mind=mind))
+        log.info("room {room} created by {user}", room=room.id, user=account.username)
+        self._changed(room)
+        return {"room": room.state(), "chat": []}
+
+    def _new_room_id(self) -> str:
+        while True:
+            candidate = "".join(self._choose(ROOM_ID_ALPHABET) for _ in range(ROOM_ID_LENGTH))
+            if candidate not in self.rooms:
+                return candidate
+
+    def join(self, mind: IMind, room_id: str, spectate: bool = False) -> dict[str, Any]:
+        """Take a seat (or watch) in a room; the user's own seat is taken back after a drop or from another tab."""
+        account = mind.account
+        room = self.rooms.get(room_id.upper())
+        if room is None:
+            raise GameError("room_not_found", f"there is no room {room_id}")
+        seat = room.seat_of(account.key)
+        if seat is not None:
+            self._take_back(room, seat, mind)
+        elif spectate:
+            current = self._where.get(mind)
+            if current is not None and current is not room and current.seat_of(account.key) is not None:
+                raise GameError("already_in_room", f"leave room {current.id} first")
+            self._leave_spectating(mind)
+            room.spectators.add(mind)
+            self._where[mind] = room
+            self._changed(room)
+        else:
+            if account.key in self._seats:
+                raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
+            if room.status == PLAYING:
+                raise GameError("game_in_progress", f"room {room.id} is playing; you may spectate")
+            if len(room.players) >= room.seats:
+                raise GameError("room_full", f"room {room.id} has no free seat")
+            self._leave_spectating(mind)
+            self._seat(room, Seat(account.key, account.username, mind=mind))
+            self._changed(room)
+        return {"room": room.state(), "chat": list(room.chat)}
+
+    def _seat(self, room: Room, seat: Seat) -> None:
+        room.players.append(seat)
+        self._seats[seat.key] = room
+        self._where[seat.mind] = room
+
+    def _take_back(self, room: Room, seat: Seat, mind: IMind) -> None:
+        """Give a user's seat to `mind`: a reconnection, or a newer tab taking over from an older one."""
+        if seat.mind is mind:
+            return
+        previous = seat.mind
+        if previous is not None:
+            self._where.pop(previous, None)
+            self._send(previous, {"event": "room.detached", "room": room.id, "reason": "taken_over"})
+        self._leave_spectating(mind)
+        room.spectators.discard(mind)
+        seat.cancel_grace()
+        seat.mind = mind
+        self._where[mind] = room
+        self._changed(room)
+
+    def _leave_spectating(self, mind: IMind) -> None:
+        """Stop watching whatever room `mind` spectates."""
+        room = self._where.get(mind)
+        if room is not None and mind in room.spectators:
+            room.spectators.discard(mind)
+            del self._where[mind]
+            self._changed(room)
+
+    def leave(self, mind: IMind) -> None:
+        """Leave the room: a spectator stops watching; a player gives up the seat (forfeiting a running game)."""
+        room = self._where.get(mind)
+        if room is None:
+            raise GameError("not_in_room", "you are not in a room")
+        if mind in room.spectators:
+            self._leave_spectating(mind)
+            return
+        seat = room.seat_of(mind.account.key)
+        if seat is not None:
+            self._remove_player(room, seat)
+
+    def disconnected(self, mind: IMind) -> None:
+        """A connection closed (or signed out): spectators leave; a player's seat waits for the grace period."""
+        self._watchers.discard(mind)
+        room = self._where.pop(mind, None)
+        if room is None:
+            return
+        if mind in room.spectators:
+            room.spectators.discard(mind)
+            self._changed(room)
+            return
+        for seat in room.players:
+            if seat.mind is mind:
+                seat.mind = None
+                seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
+                self._changed(room)
+
+    def _grace_over(self, room: Room, seat: Seat) -> None:
+        seat.grace = None
+        if seat.mind is None and seat in room.players:
+            log.info("{user} did not come back to room {room}", user=seat.username, room=room.id)
+            self._remove_player(room, seat)
+
+    def _remove_player(self, room: Room, seat: Seat) -> None:
+        """Take a player out of a room, forfeiting a running game and closing an empty room."""
+        seat.cancel_grace()
+        room.players.remove(seat)
+        self._seats.pop(seat.key, None)
+        if seat.mind is not None:
+            self._where.pop(seat.mind, None)
+        if room.status == PLAYING and room.game is not None and seat.username in room.game.active:
+            self._forfeit(room, seat.username)
+        if not room.players:
+            self._close(room)
+        else:
+            self._changed(room)
+
+    def _close(self, room: Room) -> None:
+        """Close a room whose players have all left."""
+        self._stop_turn(room)
+        del self.rooms[room.id]
+        for mind in list(room.spectators):
+            self._where.pop(mind, None)
+            self._send(mind, {"event": "room.closed", "room": room.id})
+        room.spectators.clear()
+        log.info("room {room} closed", room=room.id)
+        if not room.private:
+            self._to_watchers({"event": "lobby.room_closed", "room": room.id})
+
+    # Ready and chat
+
+    def ready(self, mind: IMind, ready: bool) -> None:
+        """Mark a player (not) ready; the game starts when every seated player, at least two, is ready."""
+        room, seat = self._player(mind)
+        if room.status == PLAYING:
+            raise GameError("game_in_progress", "the game is already running")
+        if room.status == FINISHED:
+            if not ready:
+                return
+            # A rematch: back to waiting with positions reset.
+            room.status = WAITING
+            room.game = None
+            room.deadline = None
+        seat.ready = ready
+        if len(room.players) >= 2 and all(s.ready for s in room.players):
+            self._start(room)
+        else:
+            self._changed(room)
+
+    def chat(self, mind: IMind, text: str) -> None:
+        """Send a chat line to everyone in the room, in order; clients render it as text."""
+        room = self._where.get(mind)
+        if room is None:
+            raise GameError("not_in_room", "you are not in a room")
+        message = {
+            "event": "room.chat",
+            "room": room.id,
+            "from": mind.account.username,
+            "text": text,
+            "at": iso(self._clock.seconds()),
+        }
+        room.chat.append(message)
+        self._broadcast(room, message)
+
+    # The game
+
+    def roll(self, mind: IMind) -> None:
+        """Roll for the player whose turn it is."""
+        room, seat = self._player(mind)
+        if room.status != PLAYING or room.game is None:
+            raise GameError("game_not_started", "the game has not started")
+        if room.game.current != seat.username:
+            raise GameError("not_your_turn", f"it is {room.game.current}'s turn")
+        self._roll(room, auto=False)
+
+    def _start(self, room: Room) -> None:
+        order = [seat.username for seat in room.players]
+        room.game = DiceRace(order, rng=self._dice)
+        room.game_id = self._new_game_id()
+        room.started = self._clock.seconds()
+        room.entries = []
+        room.status = PLAYING
+        self.games_started += 1
+        log.info("game {game} started in room {room}", game=room.game_id, room=room.id)
+        self._broadcast(
+            room, {"event": "game.started", "room": room.id, "order": order, "board": room.game.board.to_json()}
+        )
+        self._next_turn(room)
+
+    def _next_turn(self, room: Room) -> None:
+        """Set the deadline of the current turn and announce it."""
+        assert room.game is not None and room.game.current is not None
+        self._stop_turn(room)
+        room.deadline = self._clock.seconds() + self._settings.turn_seconds
+        room.turn_timer = self._clock.callLater(self._settings.turn_seconds, self._turn_expired, room)
+        self._changed(room)
+        self._broadcast(
+            room, {"event": "game.turn", "room": room.id, "player": room.game.current, "deadline": iso(room.deadline)}
+        )
+
+    def _stop_turn(self, room: Room) -> None:
+        if room.turn_timer is not None and room.turn_timer.active():
+            room.turn_timer.cancel()
+        room.turn_timer = None
+        room.deadline = None
+
+    def _turn_expired(self, room: Room) -> None:
+        room.turn_timer = None
+        if room.status == PLAYING and room.id in self.rooms:
+            self._roll(room, auto=True)
+
+    def _roll(self, room: Room, auto: bool) -> None:
+        game = room.game
+        assert game is not None
+        result = game.roll(game.current)  # type: ignore[arg-type]
+        event = result.to_json()
+        room.entries.append(dict(event, at=iso(self._clock.seconds()), auto=auto))
+        self._broadcast(room, {"event": "game.rolled", "room": room.id, **event, "auto": auto})
+        if game.finished:
+            self._finish(room)
+        else:
+            self._next_turn(room)
+
+    def _forfeit(self, room: Room, username: str) -> None:
+        game = room.game
+        assert game is not None
+        was_current = game.current == username
+        game.forfeit(username)
+        room.entries.append({"forfeit": username, "at": iso(self._clock.seconds())})
+        if game.finished:
+            self._finish(room)
+        elif was_current:
+            self._next_turn(room)
+
+    def _finish(self, room: Room) -> None:
+        game = room.game
+        assert game is not None and room.game_id is not None and room.started is not None
+        self._stop_turn(room)
+        room.status = FINISHED
+        for seat in room.players:
+            seat.ready = False
+        now = self._clock.seconds()
+        standings = game.standings()
+        record = {
+            "id": room.game_id,
+            "room": room.id,
+            "players": list(game.order),
+            "board": game.board.to_json(),
+            "entries": list(room.entries),
+            "winner": game.winner,
+            "standings": standings,
+            "started": iso(room.started),
+            "ended": iso(now),
+        }
+        self.games_finished += 1
+        log.info("game {game} in room {room} won by {winner}", game=room.game_id, room=room.id, winner=game.winner)
+        self._results.submit(record)
+        self._broadcast(
+            room,
+            {"event": "game.over", "room": room.id, "winner": game.winner, "standings": standings, "game": room.game_id},
+        )
+        self._changed(room)
+
+    # Delivery
+
+    def _player(self, mind: IMind) -> tuple[Room, Seat]:
+        room = self._where.get(mind)
+        seat = room.seat_of(mind.account.key) if room is not None else None
+        if room is None or seat is None or seat.mind is not mind:
+            raise GameError("not_in_room", "you have no seat in a room")
+        return room, seat
+
+    def _changed(self, room: Room) -> None:
+        """Push the new state to the room, and the new summary to the lobby when it changed."""
+        if room.id not in self.rooms:
+            return
+        room.version += 1
+        self._broadcast(room, {"event": "room.state", "room": room.state()})
+        summary = room.summary()
+        if not room.private and summary != room.last_summary:
+            room.last_summary = summary
+            self._to_watchers({"event": "lobby.room", "room": summary})
+
+    def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
+        outgoing = Outgoing(message)
+        for mind in room.minds():
+            self._deliver(mind, outgoing)
+
+    def _to_watchers(self, message: dict[str, Any]) -> None:
+        outgoing = Outgoing(message)
+        for mind in list(self._watchers):
+            self._deliver(mind, outgoing)
+
+    def _send(self, mind: IMind, message: dict[str, Any]) -> None:
+        self._deliver(mind, Outgoing(message))
+
+    def _deliver(self, mind: IMind, outgoing: Outgoing) -> None:
+        try:
+            mind.deliver(outgoing)
+        except Exception:
+            log.failure("delivery failed; dropping the connection from its room")
+            self.disconnected(mind)

@@ -1,0 +1,149 @@
+"""The root service: the embedded database when used, the store, the services, and the web port."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from gamesvc._defer import deferred
+from gamesvc.auth import AccountService
+from gamesvc.config import Settings
+from gamesvc.embedded import EmbeddedMongo
+from gamesvc.errors import StoreUnavailable
+from gamesvc.metrics import Metrics, MeteredStore
+from gamesvc.passwords import BcryptHasher, IHasher
+from gamesvc.protocol import GameFactory
+from gamesvc.results import ResultWriter
+from gamesvc.rooms import RoomService
+from gamesvc.store.mongo import MongoStore
+from gamesvc.web import build_site
+
+log = Logger()
+
+
+@attrs.define
+class Services:
+    """What the protocol and the web resources use; passed to them in their constructors."""
+
+    settings: Settings
+    clock: IReactorTime
+    store: Any
+    accounts: AccountService
+    rooms: RoomService
+    results: ResultWriter
+    metrics: Metrics
+
+
+def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, **room_options: Any) -> Services:
+    """Wire the services around a store (the real one, or the memory one in tests)."""
+    metrics = Metrics()
+    store = MeteredStore(store, metrics, clock)
+    results = ResultWriter(store, clock, settings.result_retry)
+    accounts = AccountService(store, clock, hasher, settings)
+    rooms = RoomService(clock, settings, results, **room_options)
+    services = Services(settings, clock, store, accounts, rooms, results, metrics)
+    metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
+    metrics.callbacks.hash_queue = hasher.pending
+    metrics.callbacks.pending_results = lambda: len(results.pending)
+    return services
+
+
+def _count_by_status(rooms: RoomService) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for room in rooms.rooms.values():
+        counts[room.status] = counts.get(room.status, 0) + 1
+    return counts
+
+
+def _listen_description(settings: Settings) -> str:
+    """The endpoint string of the web port; colons of an IPv6 interface are escaped."""
+    interface = settings.interface.replace(":", "\\:")
+    kind = "tcp6" if ":" in settings.interface else "tcp"
+    return f"{kind}:{settings.port}:interface={interface}"
+
+
+class GameService(MultiService):
+    """Runs gamesvc: starts the store (and embedded database), listens, and shuts down in order."""
+
+    def __init__(self, reactor: Any, settings: Settings) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self.settings = settings
+        self.embedded: EmbeddedMongo | None = None
+        if settings.mongo_uri is None:
+            self.embedded = EmbeddedMongo(reactor, settings.data_dir)
+            self.embedded.setServiceParent(self)
+        self._mongo = MongoStore(reactor, settings.mongo_uri or "", timeout=settings.store_timeout)
+        self._pool = ThreadPool(minthreads=0, maxthreads=settings.hash_threads, name="gamesvc-bcrypt")
+        hasher = BcryptHasher(reactor, self._pool, settings.bcrypt_cost)
+        self.app = build_services(settings, reactor, self._mongo, hasher)
+        self.factory = GameFactory(self.app)
+        self.app.metrics.callbacks.authenticated = lambda: sum(
+            1 for c in self.factory.connections if c.account is not None
+        )
+        self.site = build_site(self.app, self.factory)
+        self.port: IListeningPort | None = None
+        self.store_ready: Deferred[None] = Deferred()
+
+    def startService(self) -> None:
+        """Listen at once; connect the store in the background so a store outage cannot block start-up."""
+        super().startService()
+        self._pool.start()
+        endpoint = endpoints.serverFromString(self._reactor, _listen_description(self.settings))
+        endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen)
+        self._connect_store().addErrback(lambda f: log.failure("store start-up failed", f))
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address = port.getHost()
+        log.info("gamesvc listening on http://{host}:{port}/", host=address.host, port=address.port)
+        # Objects made during start-up live for the whole run: keep the collector from rescanning them.
+        gc.collect()
+        gc.freeze()
+
+    def _cannot_listen(self, failure: Any) -> None:
+        log.failure("cannot listen on {where}", failure, where=_listen_description(self.settings))
+        if self._reactor.running:
+            self._reactor.stop()
+
+    @deferred
+    async def _connect_store(self) -> None:
+        if self.embedded is not None:
+            self._mongo.uri = await self.embedded.whenReady()
+        while self.running:
+            try:
+                await self._mongo.start()
+                found = await self.app.results.recover()
+                if found:
+                    log.info("finishing {n} game results left by an earlier run", n=found)
+                log.info("store ready")
+                self.store_ready.callback(None)
+                return
+            except StoreUnavailable as e:
+                log.warn("store not reachable yet ({why}); retrying", why=str(e))
+                await _sleep(self._reactor, 1.0)
+
+    @deferred
+    async def stopService(self) -> None:
+        """Close connections, stop listening, and stop the store, the database and the hash threads."""
+        self.factory.close_all()
+        if self.port is not None:
+            await self.port.stopListening()
+        self.app.results.stop()
+        await self._mongo.stop()
+        await MultiService.stopService(self)
+        self._pool.stop()
+
+
+def _sleep(clock: IReactorTime, seconds: float) -> Deferred[None]:
+    from twisted.internet.task import deferLater
+
+    return deferLater(clock, seconds)

@@ -1,0 +1,72 @@
+"""The storage interface that the services use; `MemoryStore` and `MongoStore` implement it.
+
+Every method returns a Deferred. Failures are `gamesvc.errors.StoreUnavailable` when the store
+cannot be reached in time, and `gamesvc.errors.DuplicateKey` for a unique-key collision.
+Times are POSIX seconds (floats) at this interface; a store may keep them as dates.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Interface
+
+
+class IStore(Interface):
+    """Users, sessions, game records and room checkpoints."""
+
+    def start() -> object:
+        """Connect and make sure the indexes exist; fires when ready or fails as unavailable."""
+
+    def stop() -> object:
+        """Disconnect."""
+
+    def ping() -> object:
+        """Fire when the store answers; fail with StoreUnavailable otherwise."""
+
+    # Users: {"key", "username", "password_hash" (bytes), "wins", "games", "created"}
+    def insert_user(user: dict) -> object:
+        """Add a user; DuplicateKey when `key` (the normalised username) exists."""
+
+    def find_user(key: str) -> object:
+        """The user with this normalised name, or None."""
+
+    def leaderboard(limit: int) -> object:
+        """Up to `limit` users as {"username","wins","games"}: wins desc, games asc, name asc."""
+
+    def apply_result(game_id: str, key: str, won: bool) -> object:
+        """Add one game (and a win when `won`) to a user, at most once per `game_id`; True if applied now."""
+
+    # Sessions: {"token_hash", "user", "expires"}
+    def insert_session(session: dict) -> object:
+        """Add a session."""
+
+    def find_session(token_hash: str) -> object:
+        """The session with this token hash, or None (expired ones may still be returned)."""
+
+    def delete_session(token_hash: str) -> object:
+        """Remove a session (no error when absent)."""
+
+    # Game records: the record of `gamesvc.rooms` plus a `counted` flag
+    def save_game(record: dict, player_keys: list) -> object:
+        """Insert or replace a game record by its `id` (idempotent), indexed by its players' keys."""
+
+    def find_game(game_id: str) -> object:
+        """The game record with this id, or None."""
+
+    def games_for_user(key: str, limit: int) -> object:
+        """The user's most recent game records, newest first."""
+
+    def uncounted_games() -> object:
+        """Records whose results were not yet applied to every player's stats."""
+
+    def mark_counted(game_id: str) -> object:
+        """Note that a record's results have been applied."""
+
+    # Room checkpoints, for restarts
+    def save_room(room_id: str, snapshot: dict) -> object:
+        """Insert or replace a room's checkpoint."""
+
+    def delete_room(room_id: str) -> object:
+        """Remove a room's checkpoint (no error when absent)."""
+
+    def load_rooms() -> object:
+        """Every stored room checkpoint."""

@@ -1,0 +1,232 @@
+"""The txmongo `IStore`: the only module that talks to MongoDB.
+
+It works against a real MongoDB (standalone or replica set) and against the embedded
+`nx-27017` server. Every call has a deadline (`timeout`) and any connection trouble is
+reported as `StoreUnavailable`; txmongo reconnects by itself when the server returns.
+Only plain equality, `$exists`, `$inc`, `$set` and sorts are used, which both servers support.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Awaitable, TypeVar
+
+import pymongo.errors
+import txmongo.filter as qf
+from bson.binary import Binary
+from pymongo.uri_parser import parse_uri
+from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout, ensureDeferred
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from txmongo.connection import ConnectionPool
+from zope.interface import implementer
+
+from gamesvc._defer import deferred
+from gamesvc.errors import DuplicateKey, StoreUnavailable
+from gamesvc.store.interfaces import IStore
+
+T = TypeVar("T")
+log = Logger()
+DEFAULT_DATABASE = "gamesvc"
+_DOWN = (
+    pymongo.errors.AutoReconnect,
+    pymongo.errors.ConnectionFailure,
+    pymongo.errors.NotPrimaryError,
+    pymongo.errors.ExecutionTimeout,
+    DeferredTimeout,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectError,
+    TimeoutError,
+)
+
+
+def _date(seconds: float) -> datetime.datetime:
+    """A POSIX time as the UTC datetime that MongoDB stores as a date (TTL indexes need dates)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def _seconds(value: Any) -> float:
+    """A stored date back to POSIX seconds (naive datetimes from the driver are UTC)."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+@implementer(IStore)
+class MongoStore:
+    """Users, sessions, game records and room checkpoints in MongoDB collections."""
+
+    def __init__(self, clock: IReactorTime, uri: str, timeout: float = 5.0) -> None:
+        self._clock = clock
+        self.uri = uri
+        self._timeout = timeout
+        self._pool: ConnectionPool | None = None
+        self._db: Any = None
+        self._indexed = False
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        """Await one driver call with the store's deadline, mapping connection trouble to StoreUnavailable."""
+        if self._db is None:
+            raise StoreUnavailable("the store is not started")
+        d: Deferred[T] = ensureDeferred(operation)  # type: ignore[arg-type]
+        d.addTimeout(self._timeout, self._clock)
+        try:
+            return await d
+        except pymongo.errors.DuplicateKeyError as e:
+            raise DuplicateKey(str(e)) from None
+        except _DOWN as e:
+            raise StoreUnavailable(f"{type(e).__name__}: {e}") from None
+
+    @deferred
+    async def start(self) -> None:
+        """Open the connection pool, then create the indexes (retried on later calls when the store is down)."""
+        if self._pool is None:
+            name = parse_uri(self.uri).get("database") or DEFAULT_DATABASE
+            # A short reconnect backoff so the service recovers within seconds of the store's return.
+            self._pool = ConnectionPool(self.uri, pool_size=4, retry_delay=0.5, max_delay=2.0)
+            self._db = self._pool[name]
+        await self._ensure_indexes()
+
+    async def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        db = self._db
+        await self._call(db.users.create_index(qf.sort(qf.DESCENDING("wins") + qf.ASCENDING("games") + qf.ASCENDING("key"))))
+        await self._call(db.sessions.create_index(qf.sort(qf.ASCENDING("expires")), expireAfterSeconds=0))
+        await self._call(db.user_games.create_index(qf.sort(qf.ASCENDING("user") + qf.DESCENDING("ended"))))
+        await self._call(db.games.create_index(qf.sort(qf.ASCENDING("counted"))))
+        self._indexed = True
+
+    @deferred
+    async def stop(self) -> None:
+        """Close the connection pool."""
+        if self._pool is not None:
+            pool, self._pool, self._db = self._pool, None, None
+            await pool.disconnect()
+
+    @deferred
+    async def ping(self) -> None:
+        """Fire when the server answers a ping."""
+        await self._call(self._db.command("ping"))
+        if not self._indexed:
+            await self._ensure_indexes()
+
+    # Users: the normalised name is the _id (so the primary key enforces uniqueness) and also `key`, for sorting.
+
+    @deferred
+    async def insert_user(self, user: dict) -> None:
+        doc = {k: v for k, v in user.items() if k != "password_hash"}
+        doc["_id"] = user["key"]
+        doc["password_hash"] = Binary(user["password_hash"])
+        doc["counted"] = {}
+        await self._call(self._db.users.insert_one(doc))
+
+    @deferred
+    async def find_user(self, key: str) -> dict | None:
+        doc = await self._call(self._db.users.find_one({"_id": key}, projection={"counted": 0}))
+        if not doc:
+            return None
+        user = {k: v for k, v in doc.items() if k != "_id"}
+        user["password_hash"] = bytes(doc["password_hash"])
+        return user
+
+    @deferred
+    async def leaderboard(self, limit: int) -> list[dict]:
+        order = qf.sort(qf.DESCENDING("wins") + qf.ASCENDING("games") + qf.ASCENDING("key"))
+        docs = await self._call(
+            self._db.users.find({}, projection={"username": 1, "wins": 1, "games": 1}, limit=limit, sort=order)
+        )
+        return [{"username": d["username"], "wins": d["wins"], "games": d["games"]} for d in docs]
+
+    @deferred
+    async def apply_result(self, game_id: str, key: str, won: bool) -> bool:
+        # The marker and the counters change in one atomic update, guarded by the marker's absence,
+        # so a retried write after a lost acknowledgement can never count the game twice.
+        marker = f"counted.{game_id}"
+        result = await self._call(
+            self._db.users.update_one(
+                {"_id": key, marker: {"$exists": False}},
+                {"$inc": {"games": 1, "wins": 1 if won else 0}, "$set": {marker: True}},
+            )
+        )
+        return bool(result.modified_count)
+
+    # Sessions: the token's SHA-256 is the _id; the token itself is never stored.
+
+    @deferred
+    async def insert_session(self, session: dict) -> None:
+        await self._call(
+            self._db.sessions.insert_one(
+                {"_id": session["token_hash"], "user": session["user"], "expires": _date(session["expires"])}
+            )
+        )
+
+    @deferred
+    async def find_session(self, token_hash: str) -> dict | None:
+        doc = await self._call(self._db.sessions.find_one({"_id": token_hash}))
+        if not doc:
+            return None
+        return {"token_hash": doc["_id"], "user": doc["user"], "expires": _seconds(doc["expires"])}
+
+    @deferred
+    async def delete_session(self, token_hash: str) -> None:
+        await self._call(self._db.sessions.delete_one({"_id": token_hash}))
+
+    # Game records, with a user -> game index collection for "recent games of a user".
+
+    @deferred
+    async def save_game(self, record: dict, player_keys: list) -> None:
+        existing = await self._call(self._db.games.find_one({"_id": record["id"]}, projection={"counted": 1}))
+        doc = dict(record, _id=record["id"], counted=bool(existing and existing.get("counted")))
+        await self._call(self._db.games.replace_one({"_id": record["id"]}, doc, upsert=True))
+        for key in player_keys:
+            link = {"_id": f"{key}/{record['id']}", "user": key, "game": record["id"], "ended": record.get("ended") or ""}
+            await self._call(self._db.user_games.replace_one({"_id": link["_id"]}, link, upsert=True))
+
+    @deferred
+    async def find_game(self, game_id: str) -> dict | None:
+        doc = await self._call(self._db.games.find_one({"_id": game_id}))
+        return _record(doc) if doc else None
+
+    @deferred
+    async def games_for_user(self, key: str, limit: int) -> list[dict]:
+        links = await self._call(
+            self._db.user_games.find({"user": key}, limit=limit, sort=qf.sort(qf.DESCENDING("ended")))
+        )
+        ids = [link["game"] for link in links]
+        docs = await self._call(self._db.games.find({"_id": {"$in": ids}}))
+        by_id = {d["_id"]: _record(d) for d in docs}
+        return [by_id[i] for i in ids if i in by_id]
+
+    @deferred
+    async def uncounted_games(self) -> list[dict]:
+        docs = await self._call(self._db.games.find({"counted": False}))
+        return [dict(_record(d), counted=False) for d in docs]
+
+    @deferred
+    async def mark_counted(self, game_id: str) -> None:
+        await self._call(self._db.games.update_one({"_id": game_id}, {"$set": {"counted": True}}))
+
+    # Room checkpoints
+
+    @deferred
+    async def save_room(self, room_id: str, snapshot: dict) -> None:
+        await self._call(self._db.rooms.replace_one({"_id": room_id}, dict(snapshot, _id=room_id), upsert=True))
+
+    @deferred
+    async def delete_room(self, room_id: str) -> None:
+        await self._call(self._db.rooms.delete_one({"_id": room_id}))
+
+    @deferred
+    async def load_rooms(self) -> list[dict]:
+        docs = await self._call(self._db.rooms.find({}))
+        return [{k: v for k, v in d.items() if k != "_id"} for d in docs]
+
+
+def _record(doc: dict) -> dict:
+    """A stored game document as the record the services know."""
+    return {k: v for k, v in doc.items() if k not in ("_id", "counted")}

@@ -1,0 +1,331 @@
+"""The twisted.web site: the browser client, the JSON API, /healthz, /metrics and the /ws endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Awaitable, Callable
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from gamesvc import args
+from gamesvc.auth import user_key
+from gamesvc.errors import GameError, StoreUnavailable, bad_request
+from gamesvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gamesvc.protocol import SESSION_COOKIE, GameFactory, session_token_from_cookie
+from gamesvc.wire import encode
+
+log = Logger()
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+GAME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+SECURITY_HEADERS = {
+    b"content-security-policy": (
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    b"x-content-type-options": b"nosniff",
+    b"x-frame-options": b"DENY",
+    b"referrer-policy": b"no-referrer",
+    b"cross-origin-opener-policy": b"same-origin",
+    b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
+    b"server": b"gamesvc",
+}
+
+
+def static_resource() -> Resource:
+    """The browser client's folder, without directory listings."""
+    # twisted.web.static warns about deprecated modules on import; keep that out of module import time.
+    from twisted.web.static import File
+
+    class ClientFiles(File):
+        """Static files of the client; folders are never listed."""
+
+        def directoryListing(self) -> Resource:
+            return _JsonError(GameError("not_found", "no such page"))
+
+    files = ClientFiles(STATIC_DIR)
+    files.contentTypes.update({".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".css": "text/css; charset=utf-8"})
+    return files
+
+
+def write_json(request: server.Request, status: int, body: dict[str, Any]) -> None:
+    """Finish a request with a JSON body."""
+    if request.finished or request._disconnected:  # type: ignore[attr-defined]
+        return
+    request.setResponseCode(status, b"Upgrade Required" if status == 426 else None)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    request.write(encode(body))
+    request.finish()
+
+
+def write_error(request: server.Request, error: GameError) -> None:
+    """Finish a request with the contract's JSON error."""
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        request.setHeader(b"retry-after", str(max(1, int(retry_after + 0.999))).encode())
+    write_json(request, error.status, error.to_json())
+
+
+class _JsonError(Resource):
+    """A resource that always answers one JSON error."""
+
+    isLeaf = True
+
+    def __init__(self, error: GameError) -> None:
+        super().__init__()
+        self._error = error
+
+    def render(self, request: server.Request) -> bytes:
+        write_error(request, self._error)
+        return server.NOT_DONE_YET
+
+
+class Api(Resource):
+    """The JSON API under /api: accounts, leaderboard, rooms and game records."""
+
+    isLeaf = True
+
+    def __init__(self, services: Any) -> None:
+        super().__init__()
+        self._services = services
+
+    def render(self, request: server.Request) -> Any:
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        method = request.method.decode("ascii", "replace")
+        Deferred.fromCoroutine(self._serve(request, method, path)).addErrback(
+            lambda f: log.failure("API request failed", f)
+        )
+        return server.NOT_DONE_YET
+
+    async def _serve(self, request: server.Request, method: str, path: list[str]) -> None:
+        try:
+            handler = self._route(method, path)
+            status, body = await handler(request)
+            write_json(request, status, body)
+        except GameError as e:
+            write_error(request, e)
+        except StoreUnavailable as e:
+            log.warn("store unavailable during {path}: {why}", path="/".join(path), why=str(e))
+            write_error(request, GameError("unavailable", "the store is unavailable; try again shortly"))
+        except Exception:
+            log.failure("API {method} /api/{path} failed", method=method, path="/".join(path))
+            write_error(request, GameError("internal", "internal error"))
+
+    def _route(self, method: str, path: list[str]) -> Callable[[server.Request], Awaitable[tuple[int, dict]]]:
+        def only(allowed: str, handler: Callable[..., Awaitable[tuple[int, dict]]], *extra: str) -> Any:
+            if method != allowed and not (allowed == "GET" and method == "HEAD"):
+                raise GameError("method_not_allowed", f"use {allowed} here", allow=allowed)
+            return lambda request: handler(request, *extra)
+
+        match path:
+            case ["signup"]:
+                return only("POST", self._signup)
+            case ["login"]:
+                return only("POST", self._login)
+            case ["logout"]:
+                return only("POST", self._logout)
+            case ["me"]:
+                return only("GET", self._me)
+            case ["leaderboard"]:
+                return only("GET", self._leaderboard)
+            case ["rooms"]:
+                return only("GET", self._rooms)
+            case ["games", game_id]:
+                return only("GET", self._game, game_id)
+            case ["users", name, "games"]:
+                return only("GET", self._user_games, name)
+        raise GameError("not_found", "no such API path")
+
+    # Helpers
+
+    def _body(self, request: server.Request) -> dict[str, Any]:
+        if getattr(request, "too_large", False):
+            raise GameError("too_large", "the request body is too large")
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            raise bad_request("send the body as application/json")
+        try:
+            body = json.loads(request.content.read() or b"{}")
+        except ValueError:
+            raise bad_request("the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        return body
+
+    def _token(self, request: server.Request) -> str | None:
+        authorization = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return session_token_from_cookie((request.getHeader(b"cookie") or b"").decode("latin-1"))
+
+    async def _account(self, request: server.Request) -> Any:
+        token = self._token(request)
+        if not token:
+            raise GameError("unauthenticated", "log in first")
+        return await self._services.accounts.resume(token)
+
+    def _set_cookie(self, request: server.Request, token: str, max_age: int) -> None:
+        secure = "; Secure" if self._services.settings.behind_tls else ""
+        cookie = f"{SESSION_COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}"
+        request.responseHeaders.addRawHeader(b"set-cookie", cookie.encode("ascii"))
+
+    def _address(self, request: server.Request) -> str:
+        return getattr(request.getClientAddress(), "host", "unknown")
+
+    def _limit(self, request: server.Request, default: int) -> int:
+        raw = request.args.get(b"limit", [None])[0]
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise bad_request("limit must be an integer") from None
+        return args.integer({"limit": value}, "limit", low=1, high=100)
+
+    # Handlers
+
+    async def _signup(self, request: server.Request) -> tuple[int, dict]:
+        body = self._body(request)
+        signed = await self._services.accounts.signup(
+            args.text(body, "username", max_len=100), args.text(body, "password", max_len=1000), self._address(request)
+        )
+        self._set_cookie(request, signed.token, int(self._services.settings.session_ttl))
+        return 200, {"user": signed.user, "token": signed.token}
+
+    async def _login(self, request: server.Request) -> tuple[int, dict]:
+        body = self._body(request)
+        signed = await self._services.accounts.login(
+            args.text(body, "username", max_len=100), args.text(body, "password", max_len=1000), self._address(request)
+        )
+        self._set_cookie(request, signed.token, int(self._services.settings.session_ttl))
+        return 200, {"user": signed.user, "token": signed.token}
+
+    async def _logout(self, request: server.Request) -> tuple[int, dict]:
+        token = self._token(request)
+        if token:
+            await self._services.accounts.logout(token)
+        self._set_cookie(request, "", 0)
+        return 200, {}
+
+    async def _me(self, request: server.Request) -> tuple[int, dict]:
+        account, user = await self._account(request)
+        return 200, {"user": user, "room": self._services.rooms.seat_of(account.key)}
+
+    async def _leaderboard(self, request: server.Request) -> tuple[int, dict]:
+        return 200, {"players": await self._services.accounts.leaderboard(self._limit(request, 20))}
+
+    async def _rooms(self, request: server.Request) -> tuple[int, dict]:
+        return 200, {"rooms": self._services.rooms.public_rooms()}
+
+    async def _game(self, request: server.Request, game_id: str) -> tuple[int, dict]:
+        record = await self._services.store.find_game(game_id) if GAME_ID.match(game_id) else None
+        if record is None:
+            raise GameError("not_found", "no such game")
+        return 200, {"game": record}
+
+    async def _user_games(self, request: server.Request, name: str) -> tuple[int, dict]:
+        limit = self._limit(request, 20)
+        return 200, {"games": await self._services.store.games_for_user(user_key(name), limit)}
+
+
+class Health(Resource):
+    """/healthz: 200 when the store answers, 503 otherwise."""
+
+    isLeaf = True
+
+    def __init__(self, services: Any) -> None:
+        super().__init__()
+        self._services = services
+
+    def render_GET(self, request: server.Request) -> Any:
+        def answer(ok: bool) -> None:
+            if ok:
+                write_json(request, 200, {"status": "ok"})
+            else:
+                write_json(request, 503, {"status": "unavailable", "error": "unavailable", "message": "the store does not answer"})
+
+        d = self._services.store.ping()
+        d.addCallbacks(lambda _: answer(True), lambda f: answer(False))
+        return server.NOT_DONE_YET
+
+    render_HEAD = render_GET
+
+
+class MetricsPage(Resource):
+    """/metrics in the Prometheus text format."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Any) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE.encode())
+        request.setHeader(b"cache-control", b"no-store")
+        return self._metrics.exposition()
+
+
+class WebSocketEntry(Resource):
+    """/ws: hands WebSocket upgrades to Autobahn; anything else is told to upgrade (426)."""
+
+    isLeaf = True
+
+    def __init__(self, factory: GameFactory) -> None:
+        super().__init__()
+        self._ws = WebSocketResource(factory)
+
+    def render(self, request: server.Request) -> Any:
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        if upgrade != b"websocket":
+            request.setHeader(b"upgrade", b"websocket")
+            request.setHeader(b"connection", b"Upgrade")
+            write_error(request, GameError("upgrade_required", "this path speaks WebSocket only"))
+            return server.NOT_DONE_YET
+        return self._ws.render(request)
+
+
+class BoundedRequest(server.Request):
+    """A request whose body is cut off, and refused with 413, beyond the configured size."""
+
+    max_body = 16384
+    too_large = False
+    _received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        if self._received > self.max_body:
+            self.too_large = True
+            return
+        super().handleContentChunk(data)
+
+
+class GameSite(server.Site):
+    """The site: security headers on every response, JSON errors, no tracebacks."""
+
+    displayTracebacks = False
+
+    def getResourceFor(self, request: server.Request) -> Resource:
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return super().getResourceFor(request)
+
+
+def build_site(services: Any, factory: GameFactory) -> GameSite:
+    """The whole site of one service instance."""
+    root = static_resource()
+    api = Api(services)
+    root.putChild(b"api", api)
+    root.putChild(b"healthz", Health(services))
+    root.putChild(b"metrics", MetricsPage(services.metrics))
+    root.putChild(b"ws", WebSocketEntry(factory))
+    request_class = type("Request", (BoundedRequest,), {"max_body": services.settings.max_body_bytes})
+    site = GameSite(root, requestFactory=request_class)
+    return site

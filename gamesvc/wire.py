@@ -1,0 +1,30 @@
+"""JSON encoding of frames, done once per message however many connections receive it."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """A message as the UTF-8 JSON text of one WebSocket frame."""
+    return _encoder.encode(message).encode("utf-8")
+
+
+def iso(seconds: float) -> str:
+    """A POSIX time as ISO 8601 UTC with milliseconds, e.g. ``2026-11-25T16:32:49.120Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Outgoing:
+    """One encoded message; a transport may cache its framed form here to frame it once per broadcast."""
+
+    __slots__ = ("payload", "framed")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.payload = encode(message)
+        self.framed: Any = None

@@ -1,0 +1,114 @@
+"""One conformance suite for every store: the memory one and the txmongo one (embedded or GAMESVC_TEST_MONGO_URI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from gamesvc.errors import DuplicateKey
+from gamesvc.store.interfaces import IStore
+
+
+def user(name: str, wins: int = 0, games: int = 0) -> dict[str, Any]:
+    return {"key": name.lower(), "username": name, "password_hash": b"$2b$hash\x00bytes", "wins": wins, "games": games, "created": 1.5}
+
+
+def record(game_id: str, players: list[str], winner: str, ended: str) -> dict[str, Any]:
+    return {"id": game_id, "room": "ABCDEF", "players": players, "winner": winner, "entries": [{"player": players[0], "dice": 3, "from": 0, "to": 3, "via": None, "again": False}], "ended": ended}
+
+
+def test_implements_interface(store: Any) -> None:
+    """Every store provides the whole IStore interface."""
+    assert verifyObject(IStore, store)
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_round_trip_and_unique_keys(store: Any) -> None:
+    """A user reads back as written (bytes hash included); a second user with the same key is refused."""
+    await store.insert_user(user("Alice"))
+    found = await store.find_user("alice")
+    assert found["username"] == "Alice" and found["password_hash"] == b"$2b$hash\x00bytes"
+    assert found["wins"] == 0 and found["games"] == 0 and found["key"] == "alice"
+    with pytest.raises(DuplicateKey):
+        await store.insert_user(user("ALICE"))
+    assert await store.find_user("nobody") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_operator_lookalike_keys_are_plain_values(store: Any) -> None:
+    """A key that looks like an operator is just a string that matches nothing."""
+    await store.insert_user(user("bob"))
+    assert await store.find_user("$ne") is None
+    assert await store.find_session("{'$ne': None}") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaderboard_order(store: Any) -> None:
+    """The leaderboard sorts by wins desc, then games asc, then name, and honours the limit."""
+    for name, wins, games in [("dora", 1, 5), ("Carl", 3, 4), ("anna", 3, 4), ("eve", 3, 2), ("finn", 0, 0)]:
+        await store.insert_user(user(name, wins, games))
+    board = await store.leaderboard(10)
+    assert [p["username"] for p in board] == ["eve", "anna", "Carl", "dora", "finn"]
+    assert board[0] == {"username": "eve", "wins": 3, "games": 2}
+    assert len(await store.leaderboard(2)) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_apply_result_counts_once_per_game(store: Any) -> None:
+    """Applying a game's result twice changes the stats once; another game counts again."""
+    await store.insert_user(user("ann"))
+    assert await store.apply_result("g1", "ann", True) is True
+    assert await store.apply_result("g1", "ann", True) is False
+    assert await store.apply_result("g2", "ann", False) is True
+    found = await store.find_user("ann")
+    assert (found["wins"], found["games"]) == (1, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sessions(store: Any) -> None:
+    """Sessions are found by token hash with their expiry, and deleted."""
+    await store.insert_session({"token_hash": "h1", "user": "ann", "expires": 2_000_000_000.25})
+    found = await store.find_session("h1")
+    assert found["user"] == "ann" and abs(found["expires"] - 2_000_000_000.25) < 0.01
+    await store.delete_session("h1")
+    await store.delete_session("h1")
+    assert await store.find_session("h1") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_game_records(store: Any) -> None:
+    """Records are saved idempotently, found by id and by player (newest first), and counted once marked."""
+    first = record("g1", ["ann", "Bob"], "ann", "2026-01-01T10:00:00.000Z")
+    second = record("g2", ["bob", "cy"], "cy", "2026-01-02T10:00:00.000Z")
+    await store.save_game(first, ["ann", "bob"])
+    await store.save_game(first, ["ann", "bob"])
+    await store.save_game(second, ["bob", "cy"])
+    assert await store.find_game("g1") == first
+    assert await store.find_game("nope") is None
+    assert [r["id"] for r in await store.games_for_user("bob", 10)] == ["g2", "g1"]
+    assert [r["id"] for r in await store.games_for_user("bob", 1)] == ["g2"]
+    assert sorted(r["id"] for r in await store.uncounted_games()) == ["g1", "g2"]
+    await store.mark_counted("g1")
+    await store.save_game(first, ["ann", "bob"])
+    assert [r["id"] for r in await store.uncounted_games()] == ["g2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_checkpoints(store: Any) -> None:
+    """Room checkpoints are replaced by id, listed, and deleted."""
+    await store.save_room("ROOM01", {"id": "ROOM01", "v": 1})
+    await store.save_room("ROOM01", {"id": "ROOM01", "v": 2})
+    await store.save_room("ROOM02", {"id": "ROOM02", "v": 1})
+    rooms = sorted(await store.load_rooms(), key=lambda r: r["id"])
+    assert rooms == [{"id": "ROOM01", "v": 2}, {"id": "ROOM02", "v": 1}]
+    await store.delete_room("ROOM01")
+    assert [r["id"] for r in await store.load_rooms()] == ["ROOM02"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ping(store: Any) -> None:
+    """A running store answers a ping."""
+    await store.ping()
