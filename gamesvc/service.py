@@ -40,6 +40,8 @@ class Services:
     rooms: RoomService
     results: ResultWriter
     metrics: Metrics
+    # The unmetered store, for tests that inspect it (tests.support.memory_services sets it); slots forbid ad-hoc attributes.
+    raw_store: Any = None
 
 
 def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, **room_options: Any) -> Services:
