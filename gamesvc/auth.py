@@ -68,7 +68,10 @@ def check_username(username: str) -> str:
 
 def check_password(password: str) -> bytes:
     """The password's UTF-8 bytes, refused outside 8–72 bytes."""
-    encoded = password.encode("utf-8", "surrogatepass")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a JSON "\ud800" escape are not UTF-8
+        raise GameError("invalid_password", "passwords are 8 to 72 bytes of UTF-8") from None
     if not MIN_PASSWORD_BYTES <= len(encoded) <= MAX_PASSWORD_BYTES:
         raise GameError("invalid_password", "passwords are 8 to 72 bytes of UTF-8")
     return encoded
@@ -139,18 +142,27 @@ class AccountService:
             wait = window.retry_after(what)
             if wait is not None:
                 raise RateLimited("too many failed logins; try again later", wait)
-        user = await self._store.find_user(key) if USERNAME.match(username) else None
-        if user is None:
-            # Spend one bcrypt check anyway so that timing does not tell which names exist.
-            await self._hasher.check(encoded, await self._dummy())
-            ok = False
-        else:
-            ok = await self._hasher.check(encoded, user["password_hash"])
+        # Count the attempt as failed before the slow check, so that guesses sent at once on many
+        # connections cannot all pass the limit while their checks wait for the thread pool.
+        user_hit = self.failed_by_user.hit(key)
+        address_hit = self.failed_by_address.hit(address)
+        try:
+            user = await self._store.find_user(key) if USERNAME.match(username) else None
+            if user is None:
+                # Spend one bcrypt check anyway so that timing does not tell which names exist.
+                await self._hasher.check(encoded, await self._dummy())
+                ok = False
+            else:
+                ok = await self._hasher.check(encoded, user["password_hash"])
+        except BaseException:
+            # Not a wrong password (the store or the hasher failed): do not count it.
+            self.failed_by_user.undo(key, user_hit)
+            self.failed_by_address.undo(address, address_hit)
+            raise
         if not ok:
-            self.failed_by_user.hit(key)
-            self.failed_by_address.hit(address)
             raise GameError("bad_credentials", "wrong username or password")
         self.failed_by_user.reset(key)
+        self.failed_by_address.undo(address, address_hit)
         return await self._open_session(user)
 
     async def _dummy(self) -> bytes:

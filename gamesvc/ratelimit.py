@@ -37,16 +37,30 @@ class SlidingWindow:
         events = self._recent(key, now)
         if events is None or len(events) < self.limit:
             return None
-        return max(events[0] + self.window - now, 0.001)
+        # The key may act again once enough events have left the window to bring the count below the limit.
+        return max(events[-self.limit] + self.window - now, 0.001)
 
-    def hit(self, key: str) -> None:
-        """Count one event for `key`."""
+    def hit(self, key: str) -> float:
+        """Count one event for `key`; returns its time, for `undo`."""
         now = self._clock.seconds()
         self._events.setdefault(key, deque()).append(now)
         self._hits += 1
         if self._hits % self.SWEEP_EVERY == 0:
             for stale in list(self._events):
                 self._recent(stale, now)
+        return now
+
+    def undo(self, key: str, at: float) -> None:
+        """Take back one event of `key` counted at time `at` (no error when it is already gone)."""
+        events = self._events.get(key)
+        if events is None:
+            return
+        try:
+            events.remove(at)
+        except ValueError:
+            return
+        if not events:
+            del self._events[key]
 
     def reset(self, key: str) -> None:
         """Forget `key`'s events."""
