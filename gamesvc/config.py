@@ -115,6 +115,11 @@ class Settings:
         1024 * 1024, _int_in(4096, 1024 * 1024 * 1024), "unsent bytes a slow client may have queued before it is dropped"
     )
 
+    metrics_port: int | None = option(
+        None, _int_in(0, 65535), "serve /metrics on this separate port only (default: on the main port)"
+    )
+    metrics_interface: str = option("127.0.0.1", str, "interface of the separate metrics port")
+
     # Storage
     mongo_uri: str | None = option(None, _text, "MongoDB URI (absent: run the embedded store in --data-dir)")
     data_dir: str = option("./gamesvc-data", _text, "folder of the embedded store's data")

@@ -31,6 +31,7 @@ SESSION_COOKIE = "gamesvc_session"
 MAX_ID_LENGTH = 128
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_GOING_AWAY = 1001
+SLOW_REQUEST = 0.5  # seconds; slower requests are logged with their fields
 
 Handler = Callable[["GameProtocol", dict], Awaitable[dict | None]]
 OPS: dict[str, tuple[Handler, bool]] = {}
@@ -222,8 +223,9 @@ class GameProtocol(WebSocketServerProtocol):
 
     async def _serve(self, rid: Any, name: str, message: dict) -> None:
         """Run one request and send exactly one reply."""
-        metrics = self.factory.services.metrics
-        started = self.factory.services.clock.seconds()
+        services = self.factory.services
+        started = services.clock.seconds()
+        result = "ok"
         try:
             if name == "_cookie":
                 await self._authenticate_cookie(message["token"])
@@ -236,23 +238,33 @@ class GameProtocol(WebSocketServerProtocol):
             handler, needs_auth = entry
             if needs_auth and self.account is None:
                 raise GameError("unauthenticated", "sign up, log in or resume first")
-            result = await handler(self, message)
+            fields = await handler(self, message)
             reply = {"re": rid, "ok": True}
-            if result:
-                reply.update(result)
+            if fields:
+                reply.update(fields)
             self._send(reply)
-            metrics.request(name, "ok", self.factory.services.clock.seconds() - started)
         except GameError as e:
+            result = e.code
             self._send_error(rid, e)
-            metrics.request(name, e.code, self.factory.services.clock.seconds() - started)
         except StoreUnavailable as e:
-            log.warn("store unavailable during {op}: {why}", op=name, why=str(e))
+            result = "unavailable"
+            log.warn("store unavailable during {op}: {why}", op=name, why=str(e), **self._log_fields())
             self._send_error(rid, GameError("unavailable", "the store is unavailable; try again shortly"))
-            metrics.request(name, "unavailable", self.factory.services.clock.seconds() - started)
         except Exception:
-            log.failure("op {op} failed", op=name)
+            result = "internal"
+            log.failure("op {op} failed", op=name, **self._log_fields())
             self._send_error(rid, GameError("internal", "internal error"))
-            metrics.request(name, "internal", self.factory.services.clock.seconds() - started)
+        latency = services.clock.seconds() - started
+        # Only known op names become metric labels: client-chosen strings must not grow the label set.
+        label = "room.chat" if name == "_limited" else (name if name in OPS else "unknown")
+        services.metrics.request(label, result, latency)
+        if latency >= SLOW_REQUEST:
+            log.info("slow request {op}: {latency:.3f}s", op=name, latency=latency, result=result, **self._log_fields())
+
+    def _log_fields(self) -> dict[str, Any]:
+        """Who and where, for log events (never tokens, passwords or chat text)."""
+        user = self.account.username if self.account is not None else None
+        return {"user": user, "room": self.factory.services.rooms.room_of(self), "address": self.address}
 
     async def _authenticate_cookie(self, token: str) -> None:
         """Sign the connection in from its handshake cookie; a bad cookie just leaves it anonymous."""

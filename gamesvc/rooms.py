@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import secrets
 from collections import deque
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -142,6 +143,10 @@ class RoomService:
         self._where: dict[Any, Room] = {}
         self._seats: dict[str, Room] = {}
         self._watchers: set[Any] = set()
+        # Connections that failed while a message was being delivered; handled once the delivery is over,
+        # so that nobody sees a newer state before an older one.
+        self._delivering = 0
+        self._dropped: list[Any] = []
         self.games_started = 0
         self.games_finished = 0
 
@@ -150,6 +155,11 @@ class RoomService:
     def seat_of(self, key: str) -> str | None:
         """The id of the room where this user holds a seat, or None."""
         room = self._seats.get(key)
+        return room.id if room else None
+
+    def room_of(self, mind: IMind) -> str | None:
+        """The id of the room this connection is in (as player or spectator), or None."""
+        room = self._where.get(mind)
         return room.id if room else None
 
     def public_rooms(self) -> list[dict[str, Any]]:
@@ -199,6 +209,8 @@ class RoomService:
         seat = room.seat_of(account.key)
         if seat is not None:
             self._take_back(room, seat, mind)
+        elif spectate and mind in room.spectators:
+            pass
         elif spectate:
             current = self._where.get(mind)
             if current is not None and current is not room and current.seat_of(account.key) is not None:
@@ -261,6 +273,10 @@ class RoomService:
 
     def disconnected(self, mind: IMind) -> None:
         """A connection closed (or signed out): spectators leave; a player's seat waits for the grace period."""
+        if self._delivering:
+            # Called from inside a broadcast (a transport dropping a slow client): finish the broadcast first.
+            self._dropped.append(mind)
+            return
         self._watchers.discard(mind)
         room = self._where.pop(mind, None)
         if room is None:
@@ -292,7 +308,7 @@ class RoomService:
             self._forfeit(room, seat.username)
         if not room.players:
             self._close(room)
-        else:
+        elif not self._start_if_ready(room):
             self._changed(room)
 
     def _close(self, room: Room) -> None:
@@ -320,12 +336,19 @@ class RoomService:
             # A rematch: back to waiting with positions reset.
             room.status = WAITING
             room.game = None
+            room.game_id = None
+            room.entries = []
             room.deadline = None
         seat.ready = ready
-        if len(room.players) >= 2 and all(s.ready for s in room.players):
-            self._start(room)
-        else:
+        if not self._start_if_ready(room):
             self._changed(room)
+
+    def _start_if_ready(self, room: Room) -> bool:
+        """Start the game of a waiting room whose seated players, at least two, are all ready."""
+        if room.status == WAITING and len(room.players) >= 2 and all(s.ready for s in room.players):
+            self._start(room)
+            return True
+        return False
 
     def chat(self, mind: IMind, text: str) -> None:
         """Send a chat line to everyone in the room, in order; clients render it as text."""
@@ -461,18 +484,33 @@ class RoomService:
             room.last_summary = summary
             self._to_watchers({"event": "lobby.room", "room": summary})
 
+    @contextmanager
+    def _delivery(self) -> Iterator[None]:
+        """Deliver messages; connections dropped meanwhile are handled when the outermost delivery ends."""
+        self._delivering += 1
+        try:
+            yield
+        finally:
+            self._delivering -= 1
+        if not self._delivering:
+            while self._dropped:
+                self.disconnected(self._dropped.pop(0))
+
     def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
         outgoing = Outgoing(message)
-        for mind in room.minds():
-            self._deliver(mind, outgoing)
+        with self._delivery():
+            for mind in room.minds():
+                self._deliver(mind, outgoing)
 
     def _to_watchers(self, message: dict[str, Any]) -> None:
         outgoing = Outgoing(message)
-        for mind in list(self._watchers):
-            self._deliver(mind, outgoing)
+        with self._delivery():
+            for mind in list(self._watchers):
+                self._deliver(mind, outgoing)
 
     def _send(self, mind: IMind, message: dict[str, Any]) -> None:
-        self._deliver(mind, Outgoing(message))
+        with self._delivery():
+            self._deliver(mind, Outgoing(message))
 
     def _deliver(self, mind: IMind, outgoing: Outgoing) -> None:
         try:

@@ -24,7 +24,7 @@ from gamesvc.protocol import GameFactory
 from gamesvc.results import ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.store.mongo import MongoStore
-from gamesvc.web import build_site
+from gamesvc.web import build_metrics_site, build_site
 
 log = Logger()
 
@@ -65,11 +65,11 @@ def _count_by_status(rooms: RoomService) -> dict[str, int]:
     return counts
 
 
-def _listen_description(settings: Settings) -> str:
-    """The endpoint string of the web port; colons of an IPv6 interface are escaped."""
-    interface = settings.interface.replace(":", "\\:")
-    kind = "tcp6" if ":" in settings.interface else "tcp"
-    return f"{kind}:{settings.port}:interface={interface}"
+def _listen_description(port: int, interface: str) -> str:
+    """An endpoint string for a TCP port; colons of an IPv6 interface are escaped."""
+    kind = "tcp6" if ":" in interface else "tcp"
+    escaped = interface.replace(":", "\\:")
+    return f"{kind}:{port}:interface={escaped}"
 
 
 class GameService(MultiService):
@@ -93,14 +93,22 @@ class GameService(MultiService):
         )
         self.site = build_site(self.app, self.factory)
         self.port: IListeningPort | None = None
+        self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()
 
     def startService(self) -> None:
         """Listen at once; connect the store in the background so a store outage cannot block start-up."""
         super().startService()
         self._pool.start()
-        endpoint = endpoints.serverFromString(self._reactor, _listen_description(self.settings))
-        endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen)
+        where = _listen_description(self.settings.port, self.settings.interface)
+        endpoint = endpoints.serverFromString(self._reactor, where)
+        endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen, errbackArgs=(where,))
+        if self.settings.metrics_port is not None:
+            where = _listen_description(self.settings.metrics_port, self.settings.metrics_interface)
+            endpoint = endpoints.serverFromString(self._reactor, where)
+            endpoint.listen(build_metrics_site(self.app.metrics)).addCallbacks(
+                self._metrics_listening, self._cannot_listen, errbackArgs=(where,)
+            )
         self._connect_store().addErrback(lambda f: log.failure("store start-up failed", f))
 
     def _listening(self, port: IListeningPort) -> None:
@@ -111,8 +119,12 @@ class GameService(MultiService):
         gc.collect()
         gc.freeze()
 
-    def _cannot_listen(self, failure: Any) -> None:
-        log.failure("cannot listen on {where}", failure, where=_listen_description(self.settings))
+    def _metrics_listening(self, port: IListeningPort) -> None:
+        self.metrics_port = port
+        log.info("metrics on http://{host}:{port}/metrics", host=port.getHost().host, port=port.getHost().port)
+
+    def _cannot_listen(self, failure: Any, where: str) -> None:
+        log.failure("cannot listen on {where}", failure, where=where)
         if self._reactor.running:
             self._reactor.stop()
 
@@ -137,8 +149,9 @@ class GameService(MultiService):
     async def stopService(self) -> None:
         """Close connections, stop listening, and stop the store, the database and the hash threads."""
         self.factory.close_all()
-        if self.port is not None:
-            await self.port.stopListening()
+        for port in (self.port, self.metrics_port):
+            if port is not None:
+                await port.stopListening()
         self.app.results.stop()
         await self._mongo.stop()
         await MultiService.stopService(self)

@@ -324,8 +324,15 @@ def build_site(services: Any, factory: GameFactory) -> GameSite:
     api = Api(services)
     root.putChild(b"api", api)
     root.putChild(b"healthz", Health(services))
-    root.putChild(b"metrics", MetricsPage(services.metrics))
+    if services.settings.metrics_port is None:
+        root.putChild(b"metrics", MetricsPage(services.metrics))
     root.putChild(b"ws", WebSocketEntry(factory))
     request_class = type("Request", (BoundedRequest,), {"max_body": services.settings.max_body_bytes})
-    site = GameSite(root, requestFactory=request_class)
-    return site
+    return GameSite(root, requestFactory=request_class)
+
+
+def build_metrics_site(metrics: Any) -> GameSite:
+    """A site of its own for /metrics, when operators keep it off the public port."""
+    root = Resource()
+    root.putChild(b"metrics", MetricsPage(metrics))
+    return GameSite(root)
