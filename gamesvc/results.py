@@ -33,6 +33,7 @@ class ResultWriter:
         self._writing: set[str] = set()
         self._timers: dict[str, IDelayedCall] = {}
         self.written = 0
+        self._stopped = False
 
     def submit(self, record: dict[str, Any]) -> None:
         """Queue a finished game's record; it is written now or as soon as the store allows."""
@@ -55,12 +56,21 @@ class ResultWriter:
             await self.write_once(record)
         except StoreUnavailable as e:
             log.warn("result of game {game} waits for the store: {why}", game=game_id, why=str(e))
-            self._timers[game_id] = self._clock.callLater(self._retry, self._attempt, game_id)
+            self._retry_later(game_id)
+        except Exception:
+            # Not an outage we know of, but giving up would lose the result: log it and try again.
+            log.failure("writing the result of game {game} failed; retrying", game=game_id)
+            self._retry_later(game_id)
         else:
             self.pending.pop(game_id, None)
             self.written += 1
         finally:
             self._writing.discard(game_id)
+
+    def _retry_later(self, game_id: str) -> None:
+        if self._stopped:
+            return
+        self._timers[game_id] = self._clock.callLater(self._retry, self._attempt, game_id)
 
     async def write_once(self, record: dict[str, Any]) -> None:
         """Store a record and apply its stats; safe to repeat."""
@@ -80,7 +90,8 @@ class ResultWriter:
         return len(records)
 
     def stop(self) -> None:
-        """Cancel the retry timers (pending records stay in `pending`)."""
+        """Cancel the retry timers (pending records stay in `pending`, and are recovered on the next start)."""
+        self._stopped = True
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
