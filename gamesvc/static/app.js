@@ -47,6 +47,7 @@
 //     leave: after (re)connect the client calls `me` and rejoins me.room (or the room kept in
 //     sessionStorage for this tab), and re-sends lobby.watch in the lobby.
 //   - After room.detached (e.g. taken_over) the tab does not rejoin by itself until "Continue here".
+//   - room.closed {room} (sent to spectators when the last player leaves) shows a notice in the room.
 
 import { api, errorText } from './api.js';
 import { GameSocket, defaultSocketUrl } from './ws.js';
@@ -274,6 +275,8 @@ function renderHeader() {
   els.nav.hidden = !loggedIn;
   els.logout.hidden = !loggedIn;
   els.user.hidden = !loggedIn;
+  // Logged out there is no socket on purpose: no "Offline" alarm on the login page.
+  els.conn.hidden = !loggedIn && !booting;
   if (loggedIn) {
     const { username, wins = 0, games = 0 } = ctx.user;
     setChildren(els.user,
@@ -309,7 +312,7 @@ function renderConnection({ state, retryAt }) {
   }[state] || state;
   const label = els.conn.querySelector('.conn-text');
   label.textContent = text;
-  els.reconnect.hidden = !(state === 'reconnecting' && retryAt);
+  els.reconnect.hidden = !(state === 'reconnecting' && retryAt && ctx.user);
   if (state === 'reconnecting' && retryAt) {
     const tick = () => {
       const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
@@ -434,7 +437,12 @@ async function boot() {
     onSocketOpen().catch((err) => console.error('session restore failed', err));
   });
   ws.on('*', (msg) => {
-    if (msg.event === 'game.over') ctx.refreshUser();
+    if (msg.event === 'game.over') {
+      // The server stores the result asynchronously: ask again shortly after.
+      ctx.refreshUser();
+      setTimeout(() => ctx.refreshUser(), 1500);
+      setTimeout(() => ctx.refreshUser(), 5000);
+    }
     current?.view.onEvent?.(msg);
   });
   els.logout.addEventListener('click', logout);

@@ -375,7 +375,7 @@ export function describeRoll(m, me) {
   const to = Number(m.to) || 0;
   const dice = Number(m.dice);
   const { landing } = movePath(from, dice, to);
-  let text = `${who} rolled ${dice}`;
+  let text = m.auto ? `${who} ran out of time and rolled ${dice}` : `${who} rolled ${dice}`;
   if (m.via === 'ladder') text += `: ${from} → ${landing}, up a ladder to ${to}`;
   else if (m.via === 'snake') text += `: ${from} → ${landing}, down a snake to ${to}`;
   else if (m.via === 'bounce') text += `: ${from} → bounced off 100 to ${landing}${landing !== to ? `, then to ${to}` : ''}`;

@@ -317,14 +317,13 @@ export function roomView(ctx, { id }) {
     readyHint.hidden = readyBtn.hidden;
     readyBtn.setAttribute('aria-pressed', String(!!(mine && mine.ready)));
     readyBtn.disabled = readyPending || !on;
-    rollBtn.hidden = !!state && joined && !seated;
+    rollBtn.hidden = !!state && !seated;
     const myTurn = status === 'playing' && seated && state.turn === me();
     rollBtn.disabled = !(myTurn && on && !rollPending);
     rollBtn.classList.toggle('pulse', myTurn && on && !rollPending);
     playAgain.hidden = !seated;
     playAgain.disabled = readyPending || !on;
     chatSend.disabled = !on;
-    leaveBtn.disabled = false;
   }
 
   function renderStatus() {
@@ -622,6 +621,19 @@ export function roomView(ctx, { id }) {
         deadline = null;
         if (state) state = { ...state, status: 'finished', turn: null, winner };
         ctx.announce(winner === me() ? 'Game over. You won!' : `Game over. ${winner || 'Nobody'} won.`);
+        render();
+        break;
+      }
+      case 'room.closed': {
+        // Sent to spectators when the last player leaves.
+        if (msg.room !== id) break;
+        joined = false;
+        left = true;
+        ctx.forgetRoom(id);
+        showNotice('This room has closed: every player left.', [
+          noticeButton('Back to lobby', 'back-to-lobby', () => ctx.navigate('#/lobby'), true),
+        ]);
+        ctx.announce('This room has closed.');
         render();
         break;
       }
