@@ -134,7 +134,7 @@ export function lobbyView(ctx) {
 
   // ---- create room ----
   const createName = h('input', {
-    id: 'create-name', name: 'name', type: 'text', maxlength: 64, autocomplete: 'off',
+    id: 'create-name', name: 'name', type: 'text', maxlength: 40, autocomplete: 'off',
     placeholder: ctx.user ? `${ctx.user.username}'s room` : 'My room',
   });
   const seatsSelect = h('select', { id: 'create-seats', name: 'seats' },
