@@ -1,0 +1,103 @@
+"""Room checkpoints: every live room is written to the store as it changes, so a restart or a crash loses nothing.
+
+Changes are coalesced: a room that changes several times before its write starts is written once, with its
+latest state. Writes go one at a time in the background; while the store is down the rooms stay marked and
+are written when it returns. At shutdown `flush` writes whatever is still marked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from gamesvc._defer import deferred
+from gamesvc.errors import StoreUnavailable
+
+log = Logger()
+
+
+class Checkpoints:
+    """Writes room snapshots to the store in the background."""
+
+    def __init__(self, store: Any, clock: IReactorTime, snapshot: Callable[[Any], dict], retry: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._snapshot = snapshot
+        self._retry = retry
+        self._changed: dict[str, Any] = {}
+        self._closed: set[str] = set()
+        self._timer: IDelayedCall | None = None
+        self._writing = False
+        self._idle: list[Deferred[None]] = []
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        """Rooms whose latest state is not in the store yet."""
+        return len(self._changed) + len(self._closed)
+
+    def room_changed(self, room: Any) -> None:
+        """Mark a room for writing."""
+        self._closed.discard(room.id)
+        self._changed[room.id] = room
+        self._schedule(0)
+
+    def room_closed(self, room: Any) -> None:
+        """Mark a closed room for deletion."""
+        self._changed.pop(room.id, None)
+        self._closed.add(room.id)
+        self._schedule(0)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is None and not self._writing:
+            self._timer = self._clock.callLater(delay, self._background)
+
+    def _background(self) -> None:
+        self._timer = None
+        self.flush().addErrback(lambda f: log.failure("writing room checkpoints failed", f))
+
+    @deferred
+    async def flush(self) -> bool:
+        """Write every marked room now (after a write already under way); False when the store was unavailable."""
+        if self._writing:
+            idle: Deferred[None] = Deferred()
+            self._idle.append(idle)
+            await idle
+        self._writing = True
+        try:
+            while self._changed or self._closed:
+                if self._closed:
+                    room_id = self._closed.pop()
+                    try:
+                        await self._store.delete_room(room_id)
+                    except StoreUnavailable:
+                        self._closed.add(room_id)
+                        raise
+                else:
+                    room_id, room = self._changed.popitem()
+                    try:
+                        await self._store.save_room(room_id, self._snapshot(room))
+                    except StoreUnavailable:
+                        self._changed.setdefault(room_id, room)
+                        raise
+                self.written += 1
+            return True
+        except StoreUnavailable as e:
+            log.warn("room checkpoints wait for the store: {why}", why=str(e))
+            return False
+        finally:
+            self._writing = False
+            if self._idle:
+                # Whoever waits goes next (and writes the rest); the timer is not needed.
+                self._idle.pop(0).callback(None)
+            elif self._changed or self._closed:
+                self._schedule(self._retry)
+
+    def stop(self) -> None:
+        """Cancel the background timer."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
