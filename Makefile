@@ -21,7 +21,11 @@ test: $(BIN)/twistd
 test-fast: $(BIN)/twistd
 	$(BIN)/python -m pytest -m "not browser"
 
-bench: $(BIN)/twistd
+$(VENV)/.bench-deps: $(BIN)/twistd setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
+	touch $@
+
+bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -1,0 +1,37 @@
+"""Run every scenario once with its default parameters (what `make bench` does) and print a summary.
+
+    python -m bench.run_all            # about five minutes on a 2-core machine
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from bench import idle, login_burst, rooms, saturation
+
+SCENARIOS: list[tuple[str, Callable[[Sequence[str]], dict[str, Any]], list[str]]] = [
+    ("idle", idle.main, ["--connections", "10000", "--hold", "5"]),
+    ("rooms", rooms.main, ["--rooms", "250", "--seconds", "20"]),
+    ("saturation", saturation.main, ["--rooms", "250", "--rates", "0.5,1,2,3,4"]),
+    ("login_burst", login_burst.main, ["--logins", "100", "--pingers", "100"]),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the scenarios named on the command line (default: all) one after another."""
+    wanted = list(argv if argv is not None else sys.argv[1:]) or [name for name, _, _ in SCENARIOS]
+    started = time.monotonic()
+    for name, run, args in SCENARIOS:
+        if name in wanted:
+            print(f"== {name}: python -m bench.{name} {' '.join(args)}", flush=True)
+            t0 = time.monotonic()
+            run(args)
+            print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+    print(f"all done in {time.monotonic() - started:.0f} s; results in bench/results/, table in bench/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
