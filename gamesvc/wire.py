@@ -16,8 +16,9 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def iso(seconds: float) -> str:
     """A POSIX time as ISO 8601 UTC with milliseconds, e.g. ``2026-11-25T16:32:49.120Z``."""
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    # Formatted by hand: about half the cost of strftime, which the profile of a chat broadcast showed.
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}Z"
 
 
 class Outgoing:
