@@ -56,6 +56,17 @@ def _optional_int(text: str) -> int | None:
     return int(text) if text else None
 
 
+def _gc_threshold(text: str) -> tuple[int, ...]:
+    """Parse the collector's thresholds: one to three whole numbers, comma-separated, e.g. ``700,10,10``."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r} is not like 700,10,10") from None
+    if not 1 <= len(values) <= 3 or any(v < 0 for v in values):
+        raise ValueError(f"{text!r} is not one to three whole numbers like 700,10,10")
+    return values
+
+
 def _origins(text: str) -> tuple[str, ...]:
     """Parse a comma-separated list of origins (used for the environment variable)."""
     origins = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -152,6 +163,13 @@ class Settings:
     result_retry: float = option(2.0, _float_in(0.01, 3600), "seconds between retries of a failed result write")
     dice_seed: int | None = option(
         None, _optional_int, "TESTING ONLY: roll dice from a seeded PRNG instead of the OS's secure RNG"
+    )
+
+    # Runtime
+    gc_threshold: tuple[int, ...] = option(
+        (700, 10, 10),
+        _gc_threshold,
+        "garbage collector thresholds gen0,gen1,gen2 set after start-up (Python's default 700,10,10; see bench/README.md)",
     )
 
 

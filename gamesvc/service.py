@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import time
 from typing import Any
 
 import attrs
@@ -72,6 +75,29 @@ def _listen_description(port: int, interface: str) -> str:
     return f"{kind}:{port}:interface={escaped}"
 
 
+class GcPauses:
+    """Records every garbage collection's generation and pause; opt-in with GAMESVC_GC_STATS=path (for the benchmark)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif len(self.pauses) < 1_000_000:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def write(self) -> None:
+        """Stop recording and write the pauses as JSON: {"pauses": [[generation, seconds], ...]}."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+        with open(self.path, "w") as f:
+            json.dump({"threshold": gc.get_threshold(), "pauses": self.pauses}, f)
+
+
 class GameService(MultiService):
     """Runs gamesvc: starts the store (and embedded database), listens, and shuts down in order."""
 
@@ -95,6 +121,8 @@ class GameService(MultiService):
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()
+        gc_stats = os.environ.get("GAMESVC_GC_STATS")
+        self._gc_pauses = GcPauses(gc_stats) if gc_stats else None
 
     def startService(self) -> None:
         """Listen at once; connect the store in the background so a store outage cannot block start-up."""
@@ -118,6 +146,7 @@ class GameService(MultiService):
         # Objects made during start-up live for the whole run: keep the collector from rescanning them.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*self.settings.gc_threshold)
 
     def _metrics_listening(self, port: IListeningPort) -> None:
         self.metrics_port = port
@@ -148,6 +177,8 @@ class GameService(MultiService):
     @deferred
     async def stopService(self) -> None:
         """Close connections, stop listening, and stop the store, the database and the hash threads."""
+        if self._gc_pauses is not None:
+            self._gc_pauses.write()
         self.factory.close_all()
         for port in (self.port, self.metrics_port):
             if port is not None:
