@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections import deque
-from http.cookies import CookieError, SimpleCookie
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -61,14 +60,16 @@ def request_id(message: dict) -> str | int | None:
 
 def session_token_from_cookie(header: str | None) -> str | None:
     """The session token carried in a Cookie header, if any."""
-    if not header:
-        return None
-    try:
-        jar = SimpleCookie(header)
-    except CookieError:
-        return None
-    morsel = jar.get(SESSION_COOKIE)
-    return morsel.value if morsel else None
+    # Split by hand: http.cookies drops every cookie after one it cannot parse (a JSON value, a space),
+    # and browsers send all of the host's cookies, ours among them.
+    for part in (header or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name.strip() == SESSION_COOKIE:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+    return None
 
 
 def origin_allowed(origin: str | None, host: str | None, secure: bool, patterns: tuple[str, ...]) -> bool:
@@ -200,7 +201,8 @@ class GameProtocol(WebSocketServerProtocol):
         self.factory.services.metrics.error("rate_limited")
         if self._strikes >= self.factory.services.settings.flood_strikes:
             log.warn("closing flooding connection from {address}", address=self.address)
-            self.sendClose(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+            # sendClose refuses codes other than 1000 and 3000-4999; the 1008 frame itself is valid.
+            self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"message rate limit exceeded", isReply=False)
             return
         err = RateLimited("too many messages; slow down", self._messages.retry_after())  # type: ignore[union-attr]
         self._send_error(None, err)
@@ -337,7 +339,8 @@ class GameFactory(WebSocketServerFactory):
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every connection (used at shutdown)."""
         for connection in list(self.connections):
-            connection.sendClose(code, reason)
+            # sendClose refuses 1001 (only 1000 and 3000-4999); raising here stopped the shutdown half way.
+            connection.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
 
 # The op table. Each op reads its arguments with `gamesvc.args` and calls a service.
