@@ -152,7 +152,7 @@ class Api(Resource):
             raise bad_request("send the body as application/json")
         try:
             body = json.loads(request.content.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             raise bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
