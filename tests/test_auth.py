@@ -23,6 +23,7 @@ from gamesvc.auth import AccountService, check_password, check_username, token_h
 from gamesvc.config import Settings
 from gamesvc.errors import GameError, RateLimited
 from gamesvc.passwords import BcryptHasher, IHasher, PlainHasher
+from gamesvc.protocol import session_token_from_cookie
 from gamesvc.ratelimit import SlidingWindow, TokenBucket
 from gamesvc.store.memory import MemoryStore
 from tests.support import memory_services, within
@@ -403,6 +404,25 @@ async def test_resume_with_unknown_tokens() -> None:
     signed = await a.service.signup("pete", GOOD, "1.1.1.1")
     for token in ("", "nope", signed.token + "x", token_hash(signed.token), signed.token.upper()):
         assert (await error_of(a.service.resume(token))).code == "unauthenticated"
+
+
+@pytest.mark.parametrize(
+    "header, token",
+    [
+        ("gamesvc_session=abc-DEF_123", "abc-DEF_123"),
+        ("theme=dark; gamesvc_session=abc; lang=en", "abc"),
+        ('prefs={"a":1}; gamesvc_session=abc', "abc"),
+        ("note=two words; gamesvc_session=abc", "abc"),
+        ('gamesvc_session="abc"', "abc"),
+        ("other_gamesvc_session=abc", None),
+        ("gamesvc_session=", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_session_token_from_cookie(header: str | None, token: str | None) -> None:
+    """The session cookie is found among any other cookies a browser sends, even ones a strict parser rejects."""
+    assert session_token_from_cookie(header) == token
 
 
 # Leaderboard
