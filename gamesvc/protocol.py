@@ -53,9 +53,30 @@ def request_id(message: dict) -> str | int | None:
         return None
     if isinstance(value, int) and -(2**53) <= value <= 2**53:
         return value
-    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH:
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and not holds_lone_surrogate(value):
         return value
     return None
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string that is not Unicode text (a lone ``\\ud800``-style escape).
+
+    Such a string cannot be encoded as UTF-8, so it could never be echoed back in a reply or an event.
+    """
+    stack = [value]
+    while stack:  # iterative: a frame may nest deeply
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def session_token_from_cookie(header: str | None) -> str | None:
@@ -114,7 +135,8 @@ class GameProtocol(WebSocketServerProtocol):
         self.address = "unknown"
         self.open = False
         self._cookie_token: str | None = None
-        self._pending: deque[tuple[Any, str, dict]] = deque()
+        # (id, op, message, internal): internal entries (_cookie, _limited, _error) come from the protocol itself.
+        self._pending: deque[tuple[Any, str, dict, bool]] = deque()
         self._busy = False
         self._strikes = 0
         self._messages: TokenBucket | None = None
@@ -148,7 +170,7 @@ class GameProtocol(WebSocketServerProtocol):
         self.factory.connections.add(self)
         services.metrics.connection_opened()
         if self._cookie_token:
-            self._enqueue(None, "_cookie", {"token": self._cookie_token})
+            self._enqueue(None, "_cookie", {"token": self._cookie_token}, internal=True)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Leave the factory's connections; rooms keep the seat for the grace period."""
@@ -167,7 +189,7 @@ class GameProtocol(WebSocketServerProtocol):
     # Incoming frames
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        """Parse one frame and queue its request; malformed frames are answered at once."""
+        """Parse one frame and queue its request; frames that are not requests are answered at once."""
         metrics = self.factory.services.metrics
         if isBinary:
             metrics.error("bad_request")
@@ -178,8 +200,9 @@ class GameProtocol(WebSocketServerProtocol):
             return
         self._strikes = 0
         try:
-            message = json.loads(payload)
-        except ValueError:
+            # Text frames are UTF-8 (Autobahn checks it); json.loads(bytes) would also guess UTF-16 or UTF-32.
+            message = json.loads(payload.decode("utf-8"))
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             self._send_error(None, bad_request("the frame is not valid JSON"))
             return
         if not isinstance(message, dict):
@@ -187,11 +210,17 @@ class GameProtocol(WebSocketServerProtocol):
             return
         rid = request_id(message)
         name = message.get("op")
+        # Errors of requests with a usable id are queued, so that they come after the earlier replies.
         if not isinstance(name, str) or not name:
-            self._send_error(rid, bad_request("op must be a non-empty string"))
+            self._enqueue(rid, "_error", {"error": bad_request("op must be a non-empty string")}, internal=True)
+            return
+        if holds_lone_surrogate(message):
+            error = bad_request("the request holds a lone surrogate (\\ud800-\\udfff) escape")
+            self._enqueue(rid, "_error", {"error": error}, internal=True)
             return
         if name == "room.chat" and not self._chats.take():  # type: ignore[union-attr]
-            self._enqueue(rid, "_limited", {"retry_after": self._chats.retry_after()})  # type: ignore[union-attr]
+            retry_after = self._chats.retry_after()  # type: ignore[union-attr]
+            self._enqueue(rid, "_limited", {"retry_after": retry_after}, internal=True)
             return
         self._enqueue(rid, name, message)
 
@@ -207,8 +236,8 @@ class GameProtocol(WebSocketServerProtocol):
         err = RateLimited("too many messages; slow down", self._messages.retry_after())  # type: ignore[union-attr]
         self._send_error(None, err)
 
-    def _enqueue(self, rid: Any, name: str, message: dict) -> None:
-        self._pending.append((rid, name, message))
+    def _enqueue(self, rid: Any, name: str, message: dict, internal: bool = False) -> None:
+        self._pending.append((rid, name, message, internal))
         if not self._busy:
             Deferred.fromCoroutine(self._drain()).addErrback(
                 lambda f: log.failure("request queue failed", f)
@@ -218,22 +247,25 @@ class GameProtocol(WebSocketServerProtocol):
         self._busy = True
         try:
             while self._pending and self.open:
-                rid, name, message = self._pending.popleft()
-                await self._serve(rid, name, message)
+                rid, name, message, internal = self._pending.popleft()
+                await self._serve(rid, name, message, internal)
         finally:
             self._busy = False
 
-    async def _serve(self, rid: Any, name: str, message: dict) -> None:
+    async def _serve(self, rid: Any, name: str, message: dict, internal: bool = False) -> None:
         """Run one request and send exactly one reply."""
         services = self.factory.services
         started = services.clock.seconds()
         result = "ok"
         try:
-            if name == "_cookie":
+            # A client's op named "_cookie" or "_limited" is just an unknown op.
+            if internal and name == "_cookie":
                 await self._authenticate_cookie(message["token"])
                 return
-            if name == "_limited":
+            if internal and name == "_limited":
                 raise RateLimited("too many chat messages; slow down", message["retry_after"])
+            if internal and name == "_error":
+                raise message["error"]
             entry = OPS.get(name) if not name.startswith("_") else None
             if entry is None:
                 raise GameError("unknown_op", f"there is no op {name[:40]!r}")
@@ -258,7 +290,7 @@ class GameProtocol(WebSocketServerProtocol):
             self._send_error(rid, GameError("internal", "internal error"))
         latency = services.clock.seconds() - started
         # Only known op names become metric labels: client-chosen strings must not grow the label set.
-        label = "room.chat" if name == "_limited" else (name if name in OPS else "unknown")
+        label = "room.chat" if internal and name == "_limited" else (name if name in OPS else "unknown")
         services.metrics.request(label, result, latency)
         if latency >= SLOW_REQUEST:
             log.info("slow request {op}: {latency:.3f}s", op=name, latency=latency, result=result, **self._log_fields())
