@@ -167,9 +167,9 @@ class Settings:
 
     # Runtime
     gc_threshold: tuple[int, ...] = option(
-        (700, 10, 10),
+        (10000, 20, 10),
         _gc_threshold,
-        "garbage collector thresholds gen0,gen1,gen2 set after start-up (Python's default 700,10,10; see bench/README.md)",
+        "garbage collector thresholds gen0,gen1,gen2 set after start-up (Python's own: 700,10,10; see bench/README.md)",
     )
 
 
