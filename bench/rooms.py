@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.rooms", description=__doc__.split("\n\n")[0])
     p.add_argument("--rooms", type=int, default=250, help="rooms of four players (default 250)")
     p.add_argument("--chat-rate", type=float, default=1.0, help="chat messages per second per player (default 1)")
-    p.add_argument("--roll-delay", type=float, default=0.5, help="seconds a player waits before rolling (default 0.5)")
+    p.add_argument("--roll-delay", type=float, default=1.0, help="seconds a player waits before rolling (default 1)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default 5)")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds measured (default 30)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server and generator to separate cores")

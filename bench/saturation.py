@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.saturation", description=__doc__.split("\n\n")[0])
     p.add_argument("--rooms", type=int, default=250, help="rooms of four players (default 250)")
     p.add_argument("--rates", default="1,2,3,4,6,8", help="chat messages per second per player, one step each")
-    p.add_argument("--roll-delay", type=float, default=0.5, help="seconds a player waits before rolling (default 0.5)")
+    p.add_argument("--roll-delay", type=float, default=1.0, help="seconds a player waits before rolling (default 1)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after each rate change before measuring (default 3)")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds measured per step (default 8)")
     p.add_argument("--limit-ms", type=float, default=100.0, help="chat p99 that ends the climb (default 100)")
