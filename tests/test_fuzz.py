@@ -164,7 +164,13 @@ class MemoryConnection(GameProtocol):
 
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
         """Record the close; the harness then delivers onClose as Autobahn would."""
+        if code is not None and not (code == 1000 or 3000 <= code <= 4999):
+            raise ValueError(f"Autobahn's sendClose refuses close code {code}")  # as the real one does
         self.closes.append(("close", code, reason))
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
+        """Record the close (the 1008 flood close sends its frame directly)."""
+        self.closes.append(("close", code, reasonUtf8))
 
     def dropConnection(self, abort: bool = False) -> None:
         """Record the drop."""
@@ -402,7 +408,7 @@ class Harness:
             room = message["room"]
             key = (id(conn), room["id"])
             last = self._versions.get(key)
-            self.expect(last is None or room["version"] > last, f"room {room['id']} version {room['version']} after {last}")
+            self.expect(last is None or room["version"] > last, f"{room['id']}: version {room['version']} after {last}")
             self._versions[key] = room["version"]
             self.check_room_state(room)
         elif event == "game.rolled":
@@ -427,12 +433,13 @@ class Harness:
         minds: dict[int, str] = {}
         for room_id, room in rooms.rooms.items():
             self.expect(room.id == room_id, f"room filed under {room_id} is {room.id}")
-            self.expect(len(room.players) <= room.seats, f"room {room_id}: {len(room.players)} players, {room.seats} seats")
+            self.expect(len(room.players) <= room.seats, f"{room_id}: {len(room.players)} players, {room.seats} seats")
             self.expect(bool(room.players), f"room {room_id} open without players")
             for seat in room.players:
                 self.expect(seat.key not in seated, f"{seat.key} seated in {seated.get(seat.key)} and {room_id}")
                 seated[seat.key] = room_id
-                self.expect(rooms.seat_of(seat.key) == room_id, f"seat_of({seat.key}) is {rooms.seat_of(seat.key)}, not {room_id}")
+                found = rooms.seat_of(seat.key)
+                self.expect(found == room_id, f"seat_of({seat.key}) is {found}, not {room_id}")
                 if seat.mind is not None:
                     self.expect(seat.mind.open, f"room {room_id}: {seat.key}'s seat holds a closed connection")
                     self.expect(seat.mind.account is not None and seat.mind.account.key == seat.key,
@@ -804,3 +811,13 @@ def test_a_malformed_request_is_answered_after_the_earlier_replies() -> None:
     assert [m for m in conn.received if "re" in m] == []
     hashes[0].callback(b"plain$" + PASSWORD.encode())
     assert [(m["re"], m["ok"]) for m in conn.received if "re" in m] == [(1, True), (2, False), (3, False)]
+
+
+def test_a_flood_is_answered_then_closed_with_1008() -> None:
+    """The flood close path (reached by bench/fuzz.py, rarely by the short run): every ping over the burst gets one
+    `rate_limited` reply with `re` null until the strikes run out, then the connection closes with 1008 and
+    leaves its room."""
+    harness = run_scenario(Scenario(2, 2, 0, (Burst(1, 95),)))
+    conn = harness.all[1]
+    assert conn.closes == [("close", 1008, b"message rate limit exceeded")]
+    assert not conn.open and harness.services.rooms.room_of(conn) is None
