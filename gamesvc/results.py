@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -34,11 +35,20 @@ class ResultWriter:
         self._timers: dict[str, IDelayedCall] = {}
         self.written = 0
         self._stopped = False
+        self._waiters: dict[str, list[Deferred[None]]] = {}
 
     def submit(self, record: dict[str, Any]) -> None:
         """Queue a finished game's record; it is written now or as soon as the store allows."""
         self.pending[record["id"]] = record
         self._attempt(record["id"])
+
+    def when_written(self, game_id: str) -> Deferred[None]:
+        """Fire once the game's record is stored and counted (at once when nothing of it is pending)."""
+        if game_id not in self.pending:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(game_id, []).append(d)
+        return d
 
     def _attempt(self, game_id: str) -> None:
         self._timers.pop(game_id, None)
@@ -64,6 +74,8 @@ class ResultWriter:
         else:
             self.pending.pop(game_id, None)
             self.written += 1
+            for d in self._waiters.pop(game_id, []):
+                d.callback(None)
         finally:
             self._writing.discard(game_id)
 

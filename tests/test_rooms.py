@@ -775,14 +775,17 @@ async def test_store_outage_at_the_end_delays_but_never_loses_or_doubles_the_res
     raw.down = True
     over = roll_until_over(services, [alice, bob])
     assert raw.games == {} and list(services.results.pending) == [over["game"]]
+    written = services.results.when_written(over["game"])
     assert over["game"] and alice.last("room.state")["room"]["status"] == "finished"
     calls = raw.calls
     clock.advance(2.0)
     assert raw.calls > calls and raw.games == {}
     clock.advance(1.0)
     raw.down = False
+    assert not written.called
     clock.advance(1.0)
     assert raw.games[over["game"]]["counted"] is True
+    assert written.called and services.results.when_written(over["game"]).called
     assert services.results.pending == {}
     for _ in range(5):
         clock.advance(2.0)
