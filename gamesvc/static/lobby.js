@@ -83,9 +83,10 @@ export function lobbyView(ctx) {
     row.li.dataset.status = st;
     row.name.textContent = summary.name || id;
     row.count.textContent = `${n}/${seats} players`;
-    row.status.textContent = STATUS_TEXT[st] || st;
-    row.status.className = `badge status-${st}`;
     const full = seats > 0 && n >= seats;
+    row.status.textContent = STATUS_TEXT[st] || st;
+    // A full waiting room gets the plain badge, not the green of an open seat.
+    row.status.className = `badge status-${full && st === 'waiting' ? 'full' : st}`;
     // Join stays clickable: the server's answer (room_full, game_in_progress) is shown on the row.
     row.li.dataset.full = String(full);
     row.join.classList.toggle('btn-primary', st === 'waiting' && !full);

@@ -317,7 +317,8 @@ export function roomView(ctx, { id }) {
     readyHint.hidden = readyBtn.hidden;
     readyBtn.setAttribute('aria-pressed', String(!!(mine && mine.ready)));
     readyBtn.disabled = readyPending || !on;
-    rollBtn.hidden = !!state && !seated;
+    // Roll shows only to players while a game runs: before it Ready is the next step, after it Play again.
+    rollBtn.hidden = !(seated && status === 'playing');
     const myTurn = status === 'playing' && seated && state.turn === me();
     rollBtn.disabled = !(myTurn && on && !rollPending);
     rollBtn.classList.toggle('pulse', myTurn && on && !rollPending);
