@@ -79,6 +79,15 @@ def holds_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def peer_host(peer: str) -> str:
+    """The host part of Autobahn's peer string: ``tcp:1.2.3.4:5678`` -> ``1.2.3.4``, ``tcp6:::1:5678`` -> ``::1``."""
+    kind, sep, rest = peer.partition(":")
+    if not sep or kind not in ("tcp", "tcp4", "tcp6"):
+        return peer
+    host, _, _port = rest.rpartition(":")
+    return host or rest
+
+
 def session_token_from_cookie(header: str | None) -> str | None:
     """The session token carried in a Cookie header, if any."""
     # Split by hand: http.cookies drops every cookie after one it cannot parse (a JSON value, a space),
@@ -135,7 +144,7 @@ class GameProtocol(WebSocketServerProtocol):
         self.address = "unknown"
         self.open = False
         self._cookie_token: str | None = None
-        # (id, op, message, internal): internal entries (_cookie, _limited, _error) come from the protocol itself.
+        # (id, op, message, internal): internal entries (_cookie, _error) come from the protocol itself.
         self._pending: deque[tuple[Any, str, dict, bool]] = deque()
         self._busy = False
         self._strikes = 0
@@ -156,7 +165,7 @@ class GameProtocol(WebSocketServerProtocol):
         if len(self.factory.connections) >= settings.max_connections:
             services.metrics.refused("capacity")
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "server is full")
-        self.address = request.peer.split(":")[1] if request.peer.count(":") >= 2 else request.peer
+        self.address = peer_host(request.peer)
         self._cookie_token = session_token_from_cookie(request.headers.get("cookie"))
 
     def onOpen(self) -> None:
@@ -189,52 +198,52 @@ class GameProtocol(WebSocketServerProtocol):
     # Incoming frames
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        """Parse one frame and queue its request; frames that are not requests are answered at once."""
-        metrics = self.factory.services.metrics
-        if isBinary:
-            metrics.error("bad_request")
-            self._send({"re": None, "ok": False, "error": "bad_request", "message": "binary frames are not accepted"})
+        """Parse one frame and queue its request; a frame that is no valid request queues its error instead.
+
+        Everything goes through the queue, so every reply, errors included, comes in request order.
+        """
+        within_rate = self._messages.take()  # type: ignore[union-attr]
+        if within_rate:
+            self._strikes = 0
+        elif self._flooding():
             return
-        if not self._messages.take():  # type: ignore[union-attr]
-            self._limited()
-            return
-        self._strikes = 0
+        rid: Any = None
+        name: Any = ""
         try:
-            # Text frames are UTF-8 (Autobahn checks it); json.loads(bytes) would also guess UTF-16 or UTF-32.
-            message = json.loads(payload.decode("utf-8"))
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
-            self._send_error(None, bad_request("the frame is not valid JSON"))
-            return
-        if not isinstance(message, dict):
-            self._send_error(None, bad_request("a request must be a JSON object"))
-            return
-        rid = request_id(message)
-        name = message.get("op")
-        # Errors of requests with a usable id are queued, so that they come after the earlier replies.
-        if not isinstance(name, str) or not name:
-            self._enqueue(rid, "_error", {"error": bad_request("op must be a non-empty string")}, internal=True)
-            return
-        if holds_lone_surrogate(message):
-            error = bad_request("the request holds a lone surrogate (\\ud800-\\udfff) escape")
-            self._enqueue(rid, "_error", {"error": error}, internal=True)
-            return
-        if name == "room.chat" and not self._chats.take():  # type: ignore[union-attr]
-            retry_after = self._chats.retry_after()  # type: ignore[union-attr]
-            self._enqueue(rid, "_limited", {"retry_after": retry_after}, internal=True)
+            if isBinary:
+                raise bad_request("binary frames are not accepted")
+            try:
+                # Text frames are UTF-8 (Autobahn checks it); json.loads(bytes) would also guess UTF-16 or UTF-32.
+                message = json.loads(payload.decode("utf-8"))
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+                raise bad_request("the frame is not valid JSON") from None
+            if not isinstance(message, dict):
+                raise bad_request("a request must be a JSON object")
+            rid = request_id(message)
+            name = message.get("op")
+            if not within_rate:
+                raise RateLimited("too many messages; slow down", self._messages.retry_after())  # type: ignore[union-attr]
+            if not isinstance(name, str) or not name:
+                raise bad_request("op must be a non-empty string")
+            if holds_lone_surrogate(message):
+                raise bad_request("the request holds a lone surrogate (\\ud800-\\udfff) escape")
+            if name == "room.chat" and not self._chats.take():  # type: ignore[union-attr]
+                raise RateLimited("too many chat messages; slow down", self._chats.retry_after())  # type: ignore[union-attr]
+        except GameError as error:
+            self._enqueue(rid, "_error", {"error": error, "op": name}, internal=True)
             return
         self._enqueue(rid, name, message)
 
-    def _limited(self) -> None:
-        """Answer a message over the rate; close a connection that keeps flooding."""
+    def _flooding(self) -> bool:
+        """Count a message over the rate; close the connection (1008) once it keeps flooding."""
         self._strikes += 1
+        if self._strikes < self.factory.services.settings.flood_strikes:
+            return False
+        log.warn("closing flooding connection from {address}", address=self.address)
         self.factory.services.metrics.error("rate_limited")
-        if self._strikes >= self.factory.services.settings.flood_strikes:
-            log.warn("closing flooding connection from {address}", address=self.address)
-            # sendClose refuses codes other than 1000 and 3000-4999; the 1008 frame itself is valid.
-            self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"message rate limit exceeded", isReply=False)
-            return
-        err = RateLimited("too many messages; slow down", self._messages.retry_after())  # type: ignore[union-attr]
-        self._send_error(None, err)
+        # sendClose refuses codes other than 1000 and 3000-4999; the 1008 frame itself is valid.
+        self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"message rate limit exceeded", isReply=False)
+        return True
 
     def _enqueue(self, rid: Any, name: str, message: dict, internal: bool = False) -> None:
         self._pending.append((rid, name, message, internal))
@@ -258,12 +267,10 @@ class GameProtocol(WebSocketServerProtocol):
         started = services.clock.seconds()
         result = "ok"
         try:
-            # A client's op named "_cookie" or "_limited" is just an unknown op.
+            # A client's op named "_cookie" or "_error" is just an unknown op.
             if internal and name == "_cookie":
                 await self._authenticate_cookie(message["token"])
                 return
-            if internal and name == "_limited":
-                raise RateLimited("too many chat messages; slow down", message["retry_after"])
             if internal and name == "_error":
                 raise message["error"]
             entry = OPS.get(name) if not name.startswith("_") else None
@@ -290,7 +297,8 @@ class GameProtocol(WebSocketServerProtocol):
             self._send_error(rid, GameError("internal", "internal error"))
         latency = services.clock.seconds() - started
         # Only known op names become metric labels: client-chosen strings must not grow the label set.
-        label = "room.chat" if internal and name == "_limited" else (name if name in OPS else "unknown")
+        op = message.get("op") if internal else name
+        label = op if isinstance(op, str) and op in OPS else "unknown"
         services.metrics.request(label, result, latency)
         if latency >= SLOW_REQUEST:
             log.info("slow request {op}: {latency:.3f}s", op=name, latency=latency, result=result, **self._log_fields())

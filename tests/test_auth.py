@@ -613,3 +613,14 @@ async def test_account_service_with_real_bcrypt(reactor: Any) -> None:
         assert caught.value.code == "bad_credentials"
     finally:
         pool.stop()
+
+
+@pytest.mark.parametrize(
+    "peer, host",
+    [("tcp:1.2.3.4:5678", "1.2.3.4"), ("tcp6:::1:5678", "::1"), ("tcp6:2001:db8::7:443", "2001:db8::7"), ("unix", "unix")],
+)
+def test_peer_host_keeps_whole_ipv6_addresses(peer: str, host: str) -> None:
+    """Per-address limits key on the whole client address, IPv6 included, not on its first group."""
+    from gamesvc.protocol import peer_host
+
+    assert peer_host(peer) == host

@@ -99,3 +99,19 @@ async def test_invalid_utf8_closes_with_1007(reactor: Any, running: Running) -> 
     client = await WsClient.connect(reactor, running.ws_url)
     client.protocol.sendMessage(b"\xff\xfe", isBinary=False)  # type: ignore[union-attr]
     assert await client.closed == 1007
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limited_requests_keep_their_ids_and_order(reactor: Any, mongo_uri: str) -> None:
+    """A request over the message rate gets `rate_limited` with its own id, in request order."""
+    running = await start_service(reactor, fresh_database_uri(mongo_uri), message_rate=0.01, message_burst=2)
+    try:
+        client = await WsClient.connect(reactor, running.ws_url)
+        ids = [client.send("ping") for _ in range(4)]
+        replies = [await client.reply(i) for i in ids]
+        assert [r["re"] for r in replies] == ids
+        assert [r["ok"] for r in replies] == [True, True, False, False]
+        assert replies[2]["error"] == "rate_limited" and replies[2]["retry_after"] > 0
+        await client.close()
+    finally:
+        await running.service.stopService()
