@@ -90,6 +90,20 @@ def system_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
+def wait_for_quiet(max_cores: float = 0.3, max_wait: float = 90.0) -> float:
+    """Wait (at most `max_wait` s) until other work uses under `max_cores` cores over 2 s; returns the last reading.
+
+    The machine may be shared: a benchmark started while something else keeps a core busy measures that instead.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, _ = system_busy()
+        time.sleep(2.0)
+        cores = (system_busy()[0] - busy0) / CLK_TCK / 2.0
+        if cores < max_cores or time.monotonic() > deadline:
+            return round(cores, 3)
+
+
 def own_cpu_seconds() -> float:
     """CPU seconds (user plus system) this generator process has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args = parser().parse_args(argv)
     cores = common.pin_generator(not args.no_pin)
+    busy_before_start = common.wait_for_quiet()
     limit = common.raise_nofile(args.connections + 1024)
     figures = run(lambda: scenario(args))
     print(
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{figures['server_rss_per_connection_kib']} KiB each; generator {figures['generator']['core_share']:.0%} of a core"
     )
     if not args.no_save:
-        parameters = vars(args) | {"generator_cores": cores, "generator_nofile": limit}
+        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores, "generator_nofile": limit}
         print("saved", common.save("idle", argv if argv is not None else sys.argv[1:], parameters, figures))
     return figures
 

@@ -94,6 +94,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         baseline, _ = await pings_during(pingers, args.ping_interval, lambda: asyncio.sleep(args.baseline))
 
         cpu_before, own_before = server.cpu_seconds(), common.own_cpu_seconds()
+        busy_before, store_before = common.system_busy()[0], server.store_cpu_seconds()
         started = time.monotonic()
 
         async def logins() -> list[float]:
@@ -107,6 +108,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         during, login_times = await pings_during(pingers, args.ping_interval, logins)
         wall = time.monotonic() - started
         own = common.own_cpu_seconds() - own_before
+        cpu = server.cpu_seconds() - cpu_before
+        busy = (common.system_busy()[0] - busy_before) / common.CLK_TCK
         return {
             "setup_seconds": round(setup, 2),
             "reniced_server_threads": len(reniced),
@@ -115,7 +118,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "burst_seconds": round(wall, 2),
             "login_time": common.percentiles(login_times),
             "logins_per_second": round(len(login_times) / wall, 2),
-            "server_cpu_seconds": round(server.cpu_seconds() - cpu_before, 3),
+            "server_cpu_seconds": round(cpu, 3),
+            # CPU that neither the server (with its hash threads), its store nor the generator used: other work.
+            "other_processes_core_share": round(max(0.0, busy - cpu - own - (server.store_cpu_seconds() - store_before)) / wall, 3),
             "error_replies": dict(stats.errors),
             "unexpected_disconnects": stats.disconnects,
             "generator": common.generator_verdict(own, wall),
@@ -133,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args = parser().parse_args(argv)
     cores = common.pin_generator(not args.no_pin)
+    busy_before_start = common.wait_for_quiet()
     common.raise_nofile(args.logins * 2 + args.pingers + 1024)
     figures = run(lambda: scenario(args))
     base, burst = figures["baseline_ping"], figures["burst_ping"]
@@ -142,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{burst['p50_ms']}/{burst['p99_ms']}/{burst['max_ms']} ms; generator {figures['generator']['core_share']:.0%} of a core"
     )
     if not args.no_save:
-        parameters = vars(args) | {"generator_cores": cores}
+        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores}
         print("saved", common.save("login_burst", argv if argv is not None else sys.argv[1:], parameters, figures))
     return figures
 

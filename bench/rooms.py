@@ -135,9 +135,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/rooms-*.json."""
     args = parser().parse_args(argv)
     cores = common.pin_generator(not args.no_pin)
+    busy_before_start = common.wait_for_quiet()
     common.raise_nofile(args.rooms * 4 + 1024)
     figures = run(lambda: scenario(args))
-    parameters = vars(args) | {"generator_cores": cores, "server_cores": sorted(common.SERVER_CPUS) if not args.no_pin else "any"}
+    parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores, "server_cores": sorted(common.SERVER_CPUS) if not args.no_pin else "any"}
     report(figures)
     if not args.no_save:
         print("saved", common.save("rooms", argv if argv is not None else __import__("sys").argv[1:], parameters, figures))

@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args = parser().parse_args(argv)
     cores = common.pin_generator(not args.no_pin)
+    busy_before_start = common.wait_for_quiet()
     common.raise_nofile(args.rooms * 4 + 1024)
     started = time.monotonic()
     figures = run(lambda: scenario(args))
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"at {figures['at_chat_rate_per_player']} chats/s/player"
     )
     if not args.no_save:
-        parameters = vars(args) | {"generator_cores": cores}
+        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores}
         print("saved", common.save("saturation", argv if argv is not None else sys.argv[1:], parameters, figures))
     return figures
 
