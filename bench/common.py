@@ -90,7 +90,7 @@ def system_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def wait_for_quiet(max_cores: float = 0.3, max_wait: float = 90.0) -> float:
+def wait_for_quiet(max_cores: float = 0.3, max_wait: float = 30.0) -> float:
     """Wait (at most `max_wait` s) until other work uses under `max_cores` cores over 2 s; returns the last reading.
 
     The machine may be shared: a benchmark started while something else keeps a core busy measures that instead.
