@@ -21,7 +21,12 @@ SCENARIOS: list[tuple[str, Callable[[Sequence[str]], dict[str, Any]], list[str]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenarios named on the command line (default: all) one after another."""
-    wanted = list(argv if argv is not None else sys.argv[1:]) or [name for name, _, _ in SCENARIOS]
+    names = [name for name, _, _ in SCENARIOS]
+    wanted = list(argv if argv is not None else sys.argv[1:]) or names
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        print(f"usage: python -m bench.run_all [{' '.join(names)}]; unknown: {' '.join(unknown)}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     for name, run, args in SCENARIOS:
         if name in wanted:
