@@ -30,6 +30,7 @@ SESSION_COOKIE = "gamesvc_session"
 MAX_ID_LENGTH = 128
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_GOING_AWAY = 1001
+CLOSE_SERVICE_RESTART = 1012
 SLOW_REQUEST = 0.5  # seconds; slower requests are logged with their fields
 
 Handler = Callable[["GameProtocol", dict], Awaitable[dict | None]]
@@ -375,6 +376,12 @@ class GameFactory(WebSocketServerFactory):
             # Origins are checked in onConnect against the Host header or the configured patterns.
             allowedOrigins=["*"],
         )
+
+    def announce_restart(self) -> None:
+        """Tell every connection that the server is about to restart (`server.restarting`)."""
+        outgoing = Outgoing({"event": "server.restarting"})
+        for connection in list(self.connections):
+            connection.deliver(outgoing)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every connection (used at shutdown)."""

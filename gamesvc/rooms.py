@@ -149,6 +149,9 @@ class RoomService:
         self._dropped: list[Any] = []
         self.games_started = 0
         self.games_finished = 0
+        # Told of every change and close, to checkpoint rooms (gamesvc.checkpoints.Checkpoints).
+        self.checkpoints: Any = None
+        self._stopped = False
 
     # Queries
 
@@ -229,6 +232,9 @@ class RoomService:
             self._leave_spectating(mind)
             self._seat(room, Seat(account.key, account.username, mind=mind))
             self._changed(room)
+        if room.status == PLAYING and room.game is not None and room.deadline is not None:
+            # Whoever (re)joins a running game learns whose turn it is, as if they had been there.
+            self._send(mind, self._turn_event(room))
         return {"room": room.state(), "chat": list(room.chat)}
 
     def _seat(self, room: Room, seat: Seat) -> None:
@@ -281,6 +287,13 @@ class RoomService:
         room = self._where.pop(mind, None)
         if room is None:
             return
+        if self._stopped:
+            # Shutting down: the checkpoint keeps the seat; the next start gives it its grace period.
+            room.spectators.discard(mind)
+            for seat in room.players:
+                if seat.mind is mind:
+                    seat.mind = None
+            return
         if mind in room.spectators:
             room.spectators.discard(mind)
             self._changed(room)
@@ -320,6 +333,8 @@ class RoomService:
             self._send(mind, {"event": "room.closed", "room": room.id})
         room.spectators.clear()
         log.info("room {room} closed", room=room.id)
+        if self.checkpoints is not None:
+            self.checkpoints.room_closed(room)
         if not room.private:
             self._to_watchers({"event": "lobby.room_closed", "room": room.id})
 
@@ -397,9 +412,11 @@ class RoomService:
         room.deadline = self._clock.seconds() + self._settings.turn_seconds
         room.turn_timer = self._clock.callLater(self._settings.turn_seconds, self._turn_expired, room)
         self._changed(room)
-        self._broadcast(
-            room, {"event": "game.turn", "room": room.id, "player": room.game.current, "deadline": iso(room.deadline)}
-        )
+        self._broadcast(room, self._turn_event(room))
+
+    def _turn_event(self, room: Room) -> dict[str, Any]:
+        assert room.game is not None and room.deadline is not None
+        return {"event": "game.turn", "room": room.id, "player": room.game.current, "deadline": iso(room.deadline)}
 
     def _stop_turn(self, room: Room) -> None:
         if room.turn_timer is not None and room.turn_timer.active():
@@ -464,6 +481,71 @@ class RoomService:
         )
         self._changed(room)
 
+    # Checkpoints: what a restart needs to carry a room on
+
+    def snapshot(self, room: Room) -> dict[str, Any]:
+        """A room as plain data: seats, chat tail, game, turn time left, and a result not yet stored."""
+        now = self._clock.seconds()
+        pending = self._results.pending.get(room.game_id) if room.game_id and room.status == FINISHED else None
+        return {
+            "id": room.id,
+            "name": room.name,
+            "seats": room.seats,
+            "private": room.private,
+            "status": room.status,
+            "version": room.version,
+            "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
+            "chat": list(room.chat),
+            "game": room.game.to_dict() if room.game is not None else None,
+            "game_id": room.game_id,
+            "started": room.started,
+            "entries": list(room.entries),
+            "turn_left": max(room.deadline - now, 0.0) if room.deadline is not None else None,
+            "record": pending,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> Room:
+        """Bring back a checkpointed room: every player is disconnected with a fresh grace period, and a running
+        game's turn gets back the time it had left."""
+        room = Room(
+            snapshot["id"], snapshot["name"], snapshot["seats"], snapshot["private"],
+            deque(snapshot["chat"], maxlen=self._settings.chat_history),
+            status=snapshot["status"], version=snapshot["version"],
+        )
+        if room.id in self.rooms:
+            raise ValueError(f"room {room.id} is already open")
+        if snapshot["game"] is not None:
+            room.game = DiceRace.from_dict(snapshot["game"], rng=self._dice)
+        room.game_id, room.started, room.entries = snapshot["game_id"], snapshot["started"], list(snapshot["entries"])
+        for player in snapshot["players"]:
+            if player["key"] in self._seats:
+                raise ValueError(f"{player['username']} already holds a seat in room {self._seats[player['key']].id}")
+        self.rooms[room.id] = room
+        for player in snapshot["players"]:
+            seat = Seat(player["key"], player["username"], ready=player["ready"])
+            seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
+            room.players.append(seat)
+            self._seats[seat.key] = room
+        if room.status == PLAYING and room.game is not None and not room.game.finished:
+            left = snapshot["turn_left"] if snapshot["turn_left"] is not None else self._settings.turn_seconds
+            room.deadline = self._clock.seconds() + left
+            room.turn_timer = self._clock.callLater(left, self._turn_expired, room)
+        if snapshot.get("record"):
+            self._results.submit(snapshot["record"])
+        room.last_summary = room.summary()
+        log.info("room {room} restored ({status})", room=room.id, status=room.status)
+        return room
+
+    def stop(self) -> None:
+        """Freeze every room for shutdown: no timer fires and no seat is given up from here on."""
+        self._stopped = True
+        for room in self.rooms.values():
+            if room.turn_timer is not None and room.turn_timer.active():
+                room.turn_timer.cancel()
+            room.turn_timer = None
+            for seat in room.players:
+                seat.cancel_grace()
+
     # Delivery
 
     def _player(self, mind: IMind) -> tuple[Room, Seat]:
@@ -478,6 +560,8 @@ class RoomService:
         if room.id not in self.rooms:
             return
         room.version += 1
+        if self.checkpoints is not None:
+            self.checkpoints.room_changed(room)
         self._broadcast(room, {"event": "room.state", "room": room.state()})
         summary = room.summary()
         if not room.private and summary != room.last_summary:

@@ -18,12 +18,13 @@ from twisted.python.threadpool import ThreadPool
 
 from gamesvc._defer import deferred
 from gamesvc.auth import AccountService
+from gamesvc.checkpoints import Checkpoints
 from gamesvc.config import Settings
 from gamesvc.embedded import EmbeddedMongo
 from gamesvc.errors import StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
-from gamesvc.protocol import GameFactory
+from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
 from gamesvc.results import ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.store.mongo import MongoStore
@@ -43,6 +44,7 @@ class Services:
     rooms: RoomService
     results: ResultWriter
     metrics: Metrics
+    checkpoints: Checkpoints
     # The unmetered store, for tests that inspect it (tests.support.memory_services sets it); slots forbid ad-hoc attributes.
     raw_store: Any = None
 
@@ -54,7 +56,9 @@ def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: 
     results = ResultWriter(store, clock, settings.result_retry)
     accounts = AccountService(store, clock, hasher, settings)
     rooms = RoomService(clock, settings, results, **room_options)
-    services = Services(settings, clock, store, accounts, rooms, results, metrics)
+    checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry)
+    rooms.checkpoints = checkpoints
+    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)
@@ -121,13 +125,25 @@ class GameService(MultiService):
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()
+        self.listening: Deferred[IListeningPort] = Deferred()
+        self._listen_started = False
         gc_stats = os.environ.get("GAMESVC_GC_STATS")
         self._gc_pauses = GcPauses(gc_stats) if gc_stats else None
 
     def startService(self) -> None:
-        """Listen at once; connect the store in the background so a store outage cannot block start-up."""
+        """Connect the store and restore the rooms, then listen; a store that does not answer within
+        --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
         self._pool.start()
+        ready = self._connect_store()
+        ready.addErrback(lambda f: log.failure("store start-up failed", f))
+        give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
+        ready.addBoth(lambda _: (give_up.cancel() if give_up.active() else None, self._listen()))
+
+    def _listen(self) -> None:
+        if self._listen_started or not self.running:
+            return
+        self._listen_started = True
         where = _listen_description(self.settings.port, self.settings.interface)
         endpoint = endpoints.serverFromString(self._reactor, where)
         endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen, errbackArgs=(where,))
@@ -137,12 +153,12 @@ class GameService(MultiService):
             endpoint.listen(build_metrics_site(self.app.metrics)).addCallbacks(
                 self._metrics_listening, self._cannot_listen, errbackArgs=(where,)
             )
-        self._connect_store().addErrback(lambda f: log.failure("store start-up failed", f))
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
         address = port.getHost()
         log.info("gamesvc listening on http://{host}:{port}/", host=address.host, port=address.port)
+        self.listening.callback(port)
         # Objects made during start-up live for the whole run: keep the collector from rescanning them.
         gc.collect()
         gc.freeze()
@@ -167,6 +183,7 @@ class GameService(MultiService):
                 found = await self.app.results.recover()
                 if found:
                     log.info("finishing {n} game results left by an earlier run", n=found)
+                await self._restore_rooms()
                 log.info("store ready")
                 self.store_ready.callback(None)
                 return
@@ -174,15 +191,39 @@ class GameService(MultiService):
                 log.warn("store not reachable yet ({why}); retrying", why=str(e))
                 await _sleep(self._reactor, 1.0)
 
+    async def _restore_rooms(self) -> None:
+        """Bring back the rooms a previous run checkpointed; a checkpoint that cannot be used is dropped."""
+        rooms = self.app.rooms
+        restored = 0
+        for snapshot in await self.app.store.load_rooms():
+            try:
+                rooms.restore(snapshot)
+                restored += 1
+            except (KeyError, TypeError, ValueError) as e:
+                log.warn("dropping the checkpoint of room {room}: {why}", room=snapshot.get("id"), why=str(e))
+                await self.app.store.delete_room(str(snapshot.get("id")))
+        if restored:
+            log.info("restored {n} rooms; their players have {grace}s to come back", n=restored,
+                     grace=self.settings.grace_seconds)
+
     @deferred
     async def stopService(self) -> None:
-        """Close connections, stop listening, and stop the store, the database and the hash threads."""
+        """Tell clients, freeze and checkpoint every room, close connections (1012), stop listening, and stop
+        the store, the database and the hash threads."""
         if self._gc_pauses is not None:
             self._gc_pauses.write()
-        self.factory.close_all()
         for port in (self.port, self.metrics_port):
             if port is not None:
                 await port.stopListening()
+        self.factory.announce_restart()
+        rooms = self.app.rooms
+        rooms.stop()
+        for room in list(rooms.rooms.values()):
+            self.app.checkpoints.room_changed(room)
+        if not await self.app.checkpoints.flush():
+            log.warn("{n} rooms could not be checkpointed: the store is unavailable", n=self.app.checkpoints.pending)
+        self.app.checkpoints.stop()
+        self.factory.close_all(CLOSE_SERVICE_RESTART, "server restarting")
         self.app.results.stop()
         await self._mongo.stop()
         await MultiService.stopService(self)

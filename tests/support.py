@@ -94,10 +94,9 @@ async def start_service(reactor: Any, mongo_uri: str, **overrides: Any) -> Runni
     options.update(overrides)
     service = GameService(reactor, Settings(**options))
     service.startService()
-    await service.store_ready
-    while service.port is None:
-        await deferLater(reactor, 0.01)
-    return Running(service, service.port.getHost().port)
+    await within(reactor, service.store_ready)
+    port = await within(reactor, service.listening)
+    return Running(service, port.getHost().port)
 
 
 # A WebSocket client of the contract

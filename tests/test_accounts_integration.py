@@ -429,9 +429,11 @@ async def test_leaderboard_limits(reactor: Any, serve: Start) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_shutdown_closes_signed_in_connections(reactor: Any, mongo_uri: str) -> None:
-    """Stopping the service with a signed-in client connected closes it with 1001 and the shutdown completes."""
+    """Stopping the service with a signed-in client connected tells it `server.restarting`, closes it with 1012
+    (service restart) and the shutdown completes."""
     running = await start_service(reactor, fresh_database_uri(mongo_uri))
     client = await WsClient.connect(reactor, running.ws_url)
     await client.ok("signup", username="leaver", password=PASSWORD)
     await within(reactor, running.service.stopService())
-    assert await within(reactor, client.closed) == 1001
+    assert await within(reactor, client.closed) == 1012
+    assert await client.event("server.restarting") == {"event": "server.restarting"}

@@ -129,7 +129,7 @@ async def embedded(reactor: Any, tmp_path: Any) -> AsyncIterator[Running]:
     service = GameService(reactor, Settings(port=0, bcrypt_cost=4, data_dir=str(tmp_path / "data"), store_timeout=1.0))
     service.startService()
     await service.store_ready
-    running = Running(service, service.port.getHost().port)  # type: ignore[union-attr]
+    running = Running(service, (await service.listening).getHost().port)
     try:
         yield running
     finally:
