@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from gamesvc.config import Settings
 from gamesvc.errors import GameError
-from gamesvc.game import DiceRace, secure_die
+from gamesvc.game import DEFAULT_BOARD, DiceRace, secure_die
 from gamesvc.interfaces import IMind
 from gamesvc.results import ResultWriter
 from gamesvc.wire import Outgoing, iso
@@ -28,6 +28,8 @@ log = Logger()
 ROOM_ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 ROOM_ID_LENGTH = 6
 WAITING, PLAYING, FINISHED = "waiting", "playing", "finished"
+# The board the next game will use, shown in waiting rooms too.
+DEFAULT_BOARD_JSON = DEFAULT_BOARD.to_json()
 
 
 @attrs.define(eq=False)
@@ -105,7 +107,7 @@ class Room:
             "spectators": len(self.spectators),
             "turn": self.game.current if self.status == PLAYING and self.game is not None else None,
             "version": self.version,
-            "board": self.game.board.to_json() if self.game is not None else None,
+            "board": self.game.board.to_json() if self.game is not None else DEFAULT_BOARD_JSON,
             "order": list(self.game.order) if self.game is not None else None,
             "deadline": iso(self.deadline) if self.deadline is not None else None,
             "winner": self.game.winner if self.game is not None else None,

@@ -176,3 +176,38 @@ async def test_killed_store_is_restarted_and_the_service_recovers(reactor: Any, 
 
     await wait_for(reactor, login_works)
     await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_outage_at_the_end_of_a_game(reactor: Any, tmp_path: Any) -> None:
+    """With the store hung mid-game the players finish their game; the result lands exactly once when it returns."""
+    from tests.play import play_out, signed_in
+
+    service = GameService(reactor, Settings(port=0, bcrypt_cost=4, data_dir=str(tmp_path / "data"), store_timeout=1.0,
+                                            result_retry=0.2, dice_seed=11, message_rate=1000, message_burst=1000))
+    service.startService()
+    await service.store_ready
+    running = Running(service, (await service.listening).getHost().port)
+    pid = service.embedded.pid  # type: ignore[union-attr]
+    try:
+        ann, _ = await signed_in(reactor, running, "ann")
+        bob, _ = await signed_in(reactor, running, "bob")
+        room_id = (await ann.ok("room.create", name="Outage", seats=2))["room"]["id"]
+        await bob.ok("room.join", room=room_id)
+        await ann.ok("room.ready", ready=True)
+        await bob.ok("room.ready", ready=True)
+        os.kill(pid, signal.SIGSTOP)
+        over = await play_out({"ann": ann, "bob": bob}, ann)
+        assert service.app.results.pending and (await http(reactor, "GET", running.url + "/healthz"))[0] == 503
+        os.kill(pid, signal.SIGCONT)
+        await service.app.results.when_written(over["game"])
+        board = {p["username"]: p for p in (await ann.ok("leaderboard"))["players"]}
+        assert (board["ann"]["games"], board["bob"]["games"]) == (1, 1)
+        assert board[over["winner"]]["wins"] == 1 and sum(p["wins"] for p in board.values()) == 1
+        status, _, body = await http(reactor, "GET", f"{running.url}/api/games/{over['game']}")
+        assert status == 200 and body["game"]["winner"] == over["winner"]
+        await ann.close()
+        await bob.close()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await service.stopService()
