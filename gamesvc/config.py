@@ -139,6 +139,9 @@ class Settings:
     # Accounts
     bcrypt_cost: int = option(12, _int_in(4, 31), "bcrypt work factor for password hashes")
     hash_threads: int = option(2, _int_in(1, 64), "threads that run bcrypt off the reactor")
+    hash_nice: int = option(
+        10, _int_in(0, 19), "niceness of the bcrypt threads, so hashing yields the CPU to the reactor (0: none)"
+    )
     session_ttl: float = option(7 * 86400.0, _float_in(60, 365 * 86400), "seconds a session token lives")
     login_user_limit: int = option(5, _int_in(1, 1_000_000), "failed logins per username per window")
     login_address_limit: int = option(20, _int_in(1, 1_000_000), "failed logins per client address per window")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from typing import Any, Callable
+
 import bcrypt
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -22,24 +26,47 @@ class IHasher(Interface):
         """Hashing jobs queued or running."""
 
 
+_thread_state = threading.local()
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raise the calling thread's niceness once (Linux: per thread), so that CPU-bound hashing yields to the reactor.
+
+    bcrypt releases the GIL, but on a busy core its threads still take time slices from the reactor thread;
+    at a lower priority they use what the reactor leaves.
+    """
+    if nice <= 0 or getattr(_thread_state, "nice", 0) >= nice:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed: hashing still works, at normal priority
+        pass
+    _thread_state.nice = nice
+
+
 @implementer(IHasher)
 class BcryptHasher:
-    """bcrypt at a configurable cost, run on a dedicated thread pool."""
+    """bcrypt at a configurable cost, run on a dedicated thread pool at a lower CPU priority."""
 
-    def __init__(self, reactor: object, pool: ThreadPool, cost: int) -> None:
+    def __init__(self, reactor: object, pool: ThreadPool, cost: int, nice: int = 10) -> None:
         self._reactor = reactor
         self._pool = pool
         self._cost = cost
+        self._nice = nice
         self._pending = 0
 
-    def _run(self, fn: object, *args: object) -> Deferred:
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Deferred:
         self._pending += 1
 
         def done(result: object) -> object:
             self._pending -= 1
             return result
 
-        return deferToThreadPool(self._reactor, self._pool, fn, *args).addBoth(done)
+        def work() -> Any:
+            lower_thread_priority(self._nice)
+            return fn(*args)
+
+        return deferToThreadPool(self._reactor, self._pool, work).addBoth(done)
 
     def hash(self, password: bytes) -> Deferred:
         return self._run(lambda: bcrypt.hashpw(password, bcrypt.gensalt(self._cost)))

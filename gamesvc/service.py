@@ -115,7 +115,7 @@ class GameService(MultiService):
             self.embedded.setServiceParent(self)
         self._mongo = MongoStore(reactor, settings.mongo_uri or "", timeout=settings.store_timeout)
         self._pool = ThreadPool(minthreads=0, maxthreads=settings.hash_threads, name="gamesvc-bcrypt")
-        hasher = BcryptHasher(reactor, self._pool, settings.bcrypt_cost)
+        hasher = BcryptHasher(reactor, self._pool, settings.bcrypt_cost, settings.hash_nice)
         self.app = build_services(settings, reactor, self._mongo, hasher)
         self.factory = GameFactory(self.app)
         self.app.metrics.callbacks.authenticated = lambda: sum(

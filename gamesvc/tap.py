@@ -14,7 +14,14 @@ from gamesvc.config import Settings, env_name, option_name, parse_env, setting_f
 
 def _describe(field: attrs.Attribute) -> str:
     default = field.default
-    shown = "none" if default in (None, ()) else ("off" if default is False else default)
+    if default in (None, ()):
+        shown: object = "none"
+    elif default is False:
+        shown = "off"
+    elif isinstance(default, tuple):
+        shown = ",".join(str(part) for part in default)
+    else:
+        shown = default
     return f"{field.metadata['help']} [env {env_name(field)}; default {shown}]"
 
 

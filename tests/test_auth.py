@@ -624,3 +624,24 @@ def test_peer_host_keeps_whole_ipv6_addresses(peer: str, host: str) -> None:
     from gamesvc.protocol import peer_host
 
     assert peer_host(peer) == host
+
+
+def test_hash_threads_run_at_a_lower_priority() -> None:
+    """A hashing thread raises its own niceness once, leaving the reactor thread's priority alone."""
+    import os
+    import threading
+
+    from gamesvc.passwords import lower_thread_priority
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def hashing_thread() -> None:
+        lower_thread_priority(before + 5)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    worker = threading.Thread(target=hashing_thread)
+    worker.start()
+    worker.join()
+    assert seen == [before + 5]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
