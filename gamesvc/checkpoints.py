@@ -1,7 +1,7 @@
 """Room checkpoints: every live room is written to the store as it changes, so a restart or a crash loses nothing.
 
 Changes are coalesced: a room that changes several times before its write starts is written once, with its
-latest state. Writes go one at a time in the background; while the store is down the rooms stay marked and
+latest state, and the rooms marked meanwhile go together in one bulk write. Writes go one at a time in the background; while the store is down the rooms stay marked and
 are written when it returns. At shutdown `flush` writes whatever is still marked.
 """
 
@@ -22,7 +22,10 @@ log = Logger()
 class Checkpoints:
     """Writes room snapshots to the store in the background."""
 
-    def __init__(self, store: Any, clock: IReactorTime, snapshot: Callable[[Any], dict], retry: float) -> None:
+    # Rooms written in one bulk request.
+    BATCH = 50
+
+    def __init__(self, store: Any, clock: IReactorTime, snapshot: Callable[[Any, bool], dict], retry: float) -> None:
         self._store = store
         self._clock = clock
         self._snapshot = snapshot
@@ -60,8 +63,12 @@ class Checkpoints:
         self.flush().addErrback(lambda f: log.failure("writing room checkpoints failed", f))
 
     @deferred
-    async def flush(self) -> bool:
-        """Write every marked room now (after a write already under way); False when the store was unavailable."""
+    async def flush(self, final: bool = False) -> bool:
+        """Write every marked room now (after a write already under way); False when the store was unavailable.
+
+        `final` (at shutdown) asks for complete snapshots, chat included; the ones written as rooms change
+        leave the chat out, which keeps a busy room's steady stream of writes small.
+        """
         if self._writing:
             idle: Deferred[None] = Deferred()
             self._idle.append(idle)
@@ -76,14 +83,16 @@ class Checkpoints:
                     except StoreUnavailable:
                         self._closed.add(room_id)
                         raise
+                    self.written += 1
                 else:
-                    room_id, room = self._changed.popitem()
+                    batch = dict(self._changed.popitem() for _ in range(min(len(self._changed), self.BATCH)))
                     try:
-                        await self._store.save_room(room_id, self._snapshot(room))
+                        await self._store.save_rooms([self._snapshot(room, final) for room in batch.values()])
                     except StoreUnavailable:
-                        self._changed.setdefault(room_id, room)
+                        for room_id, room in batch.items():
+                            self._changed.setdefault(room_id, room)
                         raise
-                self.written += 1
+                    self.written += len(batch)
             return True
         except StoreUnavailable as e:
             log.warn("room checkpoints wait for the store: {why}", why=str(e))

@@ -485,8 +485,8 @@ class RoomService:
 
     # Checkpoints: what a restart needs to carry a room on
 
-    def snapshot(self, room: Room) -> dict[str, Any]:
-        """A room as plain data: seats, chat tail, game, turn time left, and a result not yet stored."""
+    def snapshot(self, room: Room, chat: bool = True) -> dict[str, Any]:
+        """A room as plain data: seats, game, turn time left, a result not yet stored, and the chat tail when asked."""
         now = self._clock.seconds()
         pending = self._results.pending.get(room.game_id) if room.game_id and room.status == FINISHED else None
         return {
@@ -497,8 +497,9 @@ class RoomService:
             "status": room.status,
             "version": room.version,
             "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
-            "chat": list(room.chat),
-            "game": room.game.to_dict() if room.game is not None else None,
+            "chat": list(room.chat) if chat else [],
+            # The game without its own copy of the moves: `entries` has them (with times), and restore replays them.
+            "game": {k: v for k, v in room.game.to_dict().items() if k != "record"} if room.game is not None else None,
             "game_id": room.game_id,
             "started": room.started,
             "entries": list(room.entries),
@@ -517,7 +518,8 @@ class RoomService:
         if room.id in self.rooms:
             raise ValueError(f"room {room.id} is already open")
         if snapshot["game"] is not None:
-            room.game = DiceRace.from_dict(snapshot["game"], rng=self._dice)
+            moves = [{k: v for k, v in entry.items() if k not in ("at", "auto")} for entry in snapshot["entries"]]
+            room.game = DiceRace.from_dict(dict(snapshot["game"], record=moves), rng=self._dice)
         room.game_id, room.started, room.entries = snapshot["game_id"], snapshot["started"], list(snapshot["entries"])
         for player in snapshot["players"]:
             if player["key"] in self._seats:

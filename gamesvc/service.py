@@ -220,7 +220,7 @@ class GameService(MultiService):
         rooms.stop()
         for room in list(rooms.rooms.values()):
             self.app.checkpoints.room_changed(room)
-        if not await self.app.checkpoints.flush():
+        if not await self.app.checkpoints.flush(final=True):
             log.warn("{n} rooms could not be checkpointed: the store is unavailable", n=self.app.checkpoints.pending)
         self.app.checkpoints.stop()
         self.factory.close_all(CLOSE_SERVICE_RESTART, "server restarting")

@@ -21,9 +21,9 @@ class FakeRoom:
 def make() -> tuple[Checkpoints, MemoryStore, Clock, list[str]]:
     store, clock, snapshots = MemoryStore(), Clock(), []
 
-    def snapshot(room: Any) -> dict:
+    def snapshot(room: Any, final: bool) -> dict:
         snapshots.append(room.id)
-        return {"id": room.id, "version": room.version}
+        return {"id": room.id, "version": room.version, "final": final}
 
     return Checkpoints(store, clock, snapshot, retry=2.0), store, clock, snapshots
 
@@ -37,7 +37,7 @@ def test_changes_are_coalesced_into_one_write_of_the_latest_state() -> None:
         checkpoints.room_changed(room)
     assert store.rooms == {} and checkpoints.pending == 1
     clock.advance(0)
-    assert store.rooms == {"ROOM01": {"id": "ROOM01", "version": 3}}
+    assert store.rooms == {"ROOM01": {"id": "ROOM01", "version": 3, "final": False}}
     assert snapshots == ["ROOM01"] and checkpoints.pending == 0
 
 
@@ -71,11 +71,11 @@ def test_outage_keeps_rooms_marked_until_the_store_returns() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_flush_writes_everything_now() -> None:
-    """flush (used at shutdown) writes every marked room without waiting for the timer, and says so."""
+    """flush (final at shutdown) writes every marked room in full without waiting for the timer, and says so."""
     checkpoints, store, clock, _ = make()
     checkpoints.room_changed(FakeRoom("ROOM01", 7))
-    assert await checkpoints.flush() is True
-    assert store.rooms["ROOM01"]["version"] == 7
+    assert await checkpoints.flush(final=True) is True
+    assert store.rooms["ROOM01"]["version"] == 7 and store.rooms["ROOM01"]["final"] is True
     store.down = True
     checkpoints.room_changed(FakeRoom("ROOM02", 1))
     assert await checkpoints.flush() is False

@@ -99,9 +99,9 @@ async def test_game_records(store: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_room_checkpoints(store: Any) -> None:
     """Room checkpoints are replaced by id, listed, and deleted."""
-    await store.save_room("ROOM01", {"id": "ROOM01", "v": 1})
-    await store.save_room("ROOM01", {"id": "ROOM01", "v": 2})
-    await store.save_room("ROOM02", {"id": "ROOM02", "v": 1})
+    await store.save_rooms([{"id": "ROOM01", "v": 1}])
+    await store.save_rooms([{"id": "ROOM01", "v": 2}, {"id": "ROOM02", "v": 1}])
+    await store.save_rooms([])
     rooms = sorted(await store.load_rooms(), key=lambda r: r["id"])
     assert rooms == [{"id": "ROOM01", "v": 2}, {"id": "ROOM02", "v": 1}]
     await store.delete_room("ROOM01")

@@ -62,8 +62,8 @@ class IStore(Interface):
         """Note that a record's results have been applied."""
 
     # Room checkpoints, for restarts
-    def save_room(room_id: str, snapshot: dict) -> object:
-        """Insert or replace a room's checkpoint."""
+    def save_rooms(snapshots: list) -> object:
+        """Insert or replace rooms' checkpoints (each snapshot has its room's `id`), in one round trip."""
 
     def delete_room(room_id: str) -> object:
         """Remove a room's checkpoint (no error when absent)."""

@@ -127,9 +127,10 @@ class MemoryStore:
             self.games[game_id]["counted"] = True
 
     @deferred
-    async def save_room(self, room_id: str, snapshot: dict) -> None:
+    async def save_rooms(self, snapshots: list) -> None:
         self._check()
-        self.rooms[room_id] = copy.deepcopy(snapshot)
+        for snapshot in snapshots:
+            self.rooms[snapshot["id"]] = copy.deepcopy(snapshot)
 
     @deferred
     async def delete_room(self, room_id: str) -> None:
