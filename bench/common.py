@@ -27,6 +27,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The server gets core 0 and the generator core 1 (when the machine has two or more cores).
 SERVER_CPUS = {0}
 GENERATOR_CPUS = {1}
+# The embedded store is a separate process (as a real MongoDB would be): after start-up it may run on any core,
+# so the checkpoint and result writes it serves do not take the server's core.
+STORE_CPUS = set(range(os.cpu_count() or 1))
 
 
 def free_port() -> int:
@@ -204,12 +207,23 @@ class Server:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as reply:
                     if reply.status == 200:
+                        self._place_store()
                         return
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"the server did not become healthy within {timeout:g} s; see {self.log_path}")
+
+    def _place_store(self) -> None:
+        """Let the embedded store (inheriting the server's pinning) run on any core."""
+        if not self.pin:
+            return
+        for child in children(self.pid):
+            try:
+                os.sched_setaffinity(child, STORE_CPUS)
+            except OSError:
+                pass
 
     def cpu_seconds(self) -> float:
         """CPU seconds of the server process."""

@@ -1,8 +1,10 @@
 """Room checkpoints: every live room is written to the store as it changes, so a restart or a crash loses nothing.
 
-Changes are coalesced: a room that changes several times before its write starts is written once, with its
-latest state, and the rooms marked meanwhile go together in one bulk write. Writes go one at a time in the background; while the store is down the rooms stay marked and
-are written when it returns. At shutdown `flush` writes whatever is still marked.
+Changes are coalesced: rooms that change while a write is under way (or within `interval` seconds, the
+--checkpoint-interval option, when it is set) are written together in the next bulk write, each once with its
+latest state; so a crash loses at most the change in flight, or that interval of play. Writes go one at a
+time in the background; while the store is down the rooms stay marked and are written when it returns. At
+shutdown `flush` writes whatever is still marked.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ class Checkpoints:
     """Writes room snapshots to the store in the background."""
 
     # Rooms written in one bulk request.
-    BATCH = 50
+    BATCH = 25
 
-    def __init__(self, store: Any, clock: IReactorTime, snapshot: Callable[[Any, bool], dict], retry: float) -> None:
+    def __init__(
+        self, store: Any, clock: IReactorTime, snapshot: Callable[[Any, bool], dict], retry: float, interval: float = 0.0
+    ) -> None:
         self._store = store
         self._clock = clock
         self._snapshot = snapshot
         self._retry = retry
+        self._interval = interval
         self._changed: dict[str, Any] = {}
         self._closed: set[str] = set()
         self._timer: IDelayedCall | None = None
@@ -46,13 +51,13 @@ class Checkpoints:
         """Mark a room for writing."""
         self._closed.discard(room.id)
         self._changed[room.id] = room
-        self._schedule(0)
+        self._schedule(self._interval)
 
     def room_closed(self, room: Any) -> None:
         """Mark a closed room for deletion."""
         self._changed.pop(room.id, None)
         self._closed.add(room.id)
-        self._schedule(0)
+        self._schedule(self._interval)
 
     def _schedule(self, delay: float) -> None:
         if self._timer is None and not self._writing:

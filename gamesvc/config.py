@@ -164,6 +164,10 @@ class Settings:
     turn_seconds: float = option(20.0, _float_in(1, 86400), "seconds a player has to roll before the server rolls")
     chat_history: int = option(50, _int_in(0, 10000), "chat messages a room keeps for players who join")
     result_retry: float = option(2.0, _float_in(0.01, 3600), "seconds between retries of a failed result write")
+    checkpoint_interval: float = option(
+        0.0, _float_in(0, 600),
+        "seconds a changed room may wait for its checkpoint write (0: at once; a crash loses at most this much play)",
+    )
     dice_seed: int | None = option(
         None, _optional_int, "TESTING ONLY: roll dice from a seeded PRNG instead of the OS's secure RNG"
     )

@@ -23,7 +23,7 @@ from gamesvc import args
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
-from gamesvc.wire import Outgoing, encode
+from gamesvc.wire import Outgoing
 
 log = Logger()
 SESSION_COOKIE = "gamesvc_session"
@@ -298,8 +298,8 @@ class GameProtocol(WebSocketServerProtocol):
             self._send_error(rid, GameError("internal", "internal error"))
         latency = services.clock.seconds() - started
         # Only known op names become metric labels: client-chosen strings must not grow the label set.
-        op = message.get("op") if internal else name
-        label = op if isinstance(op, str) and op in OPS else "unknown"
+        asked = message.get("op") if internal else name
+        label = asked if isinstance(asked, str) and asked in OPS else "unknown"
         services.metrics.request(label, result, latency)
         if latency >= SLOW_REQUEST:
             log.info("slow request {op}: {latency:.3f}s", op=name, latency=latency, result=result, **self._log_fields())
@@ -398,22 +398,23 @@ async def _ping(conn: GameProtocol, message: dict) -> dict | None:
     return None
 
 
-@op("signup", auth=False)
-async def _signup(conn: GameProtocol, message: dict) -> dict:
-    signed = await conn.factory.services.accounts.signup(
+async def _with_password(conn: GameProtocol, message: dict, action: Callable[..., Deferred]) -> dict:
+    """signup and login: read the credentials, call the service, and sign the connection in."""
+    signed = await action(
         args.text(message, "username", max_len=100), args.text(message, "password", max_len=1000), conn.address
     )
     conn._sign_in(signed.account, signed.token)
     return {"user": signed.user, "token": signed.token}
+
+
+@op("signup", auth=False)
+async def _signup(conn: GameProtocol, message: dict) -> dict:
+    return await _with_password(conn, message, conn.factory.services.accounts.signup)
 
 
 @op("login", auth=False)
 async def _login(conn: GameProtocol, message: dict) -> dict:
-    signed = await conn.factory.services.accounts.login(
-        args.text(message, "username", max_len=100), args.text(message, "password", max_len=1000), conn.address
-    )
-    conn._sign_in(signed.account, signed.token)
-    return {"user": signed.user, "token": signed.token}
+    return await _with_password(conn, message, conn.factory.services.accounts.login)
 
 
 @op("resume", auth=False)

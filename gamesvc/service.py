@@ -56,7 +56,7 @@ def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: 
     results = ResultWriter(store, clock, settings.result_retry)
     accounts = AccountService(store, clock, hasher, settings)
     rooms = RoomService(clock, settings, results, **room_options)
-    checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry)
+    checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
     rooms.checkpoints = checkpoints
     services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)

@@ -63,3 +63,19 @@ async def store(request: pytest.FixtureRequest, reactor: Any, mongo_uri: str) ->
         yield mongo
     finally:
         await mongo.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def running(request: pytest.FixtureRequest, reactor: Any, mongo_uri: str) -> AsyncIterator[Any]:
+    """The real service, started on a free port with a fresh database, stopped afterwards.
+
+    A test module may set `SERVICE_OPTIONS` (a dict of settings) for its service.
+    """
+    from tests.support import start_service
+
+    options = getattr(request.module, "SERVICE_OPTIONS", {})
+    service = await start_service(reactor, fresh_database_uri(mongo_uri), **options)
+    try:
+        yield service
+    finally:
+        await service.service.stopService()

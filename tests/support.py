@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet.defer import Deferred, DeferredQueue
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from gamesvc.auth import Account

@@ -25,18 +25,19 @@ def make() -> tuple[Checkpoints, MemoryStore, Clock, list[str]]:
         snapshots.append(room.id)
         return {"id": room.id, "version": room.version, "final": final}
 
-    return Checkpoints(store, clock, snapshot, retry=2.0), store, clock, snapshots
+    return Checkpoints(store, clock, snapshot, retry=2.0, interval=1.0), store, clock, snapshots
 
 
 def test_changes_are_coalesced_into_one_write_of_the_latest_state() -> None:
-    """Several changes in one reactor turn write the room once, with its latest version."""
+    """Several changes within the interval write the room once, with its latest version, when the interval ends."""
     checkpoints, store, clock, snapshots = make()
     room = FakeRoom("ROOM01")
     for version in (1, 2, 3):
         room.version = version
         checkpoints.room_changed(room)
+        clock.advance(0.25)
     assert store.rooms == {} and checkpoints.pending == 1
-    clock.advance(0)
+    clock.advance(0.25)
     assert store.rooms == {"ROOM01": {"id": "ROOM01", "version": 3, "final": False}}
     assert snapshots == ["ROOM01"] and checkpoints.pending == 0
 
@@ -46,11 +47,11 @@ def test_closed_rooms_are_deleted() -> None:
     checkpoints, store, clock, _ = make()
     room = FakeRoom("ROOM01", 1)
     checkpoints.room_changed(room)
-    clock.advance(0)
+    clock.advance(1)
     room.version = 2
     checkpoints.room_changed(room)
     checkpoints.room_closed(room)
-    clock.advance(0)
+    clock.advance(1)
     assert store.rooms == {}
 
 
@@ -60,7 +61,7 @@ def test_outage_keeps_rooms_marked_until_the_store_returns() -> None:
     store.down = True
     checkpoints.room_changed(FakeRoom("ROOM01", 1))
     checkpoints.room_changed(FakeRoom("ROOM02", 1))
-    clock.advance(0)
+    clock.advance(1)
     assert checkpoints.pending == 2
     store.down = False
     clock.advance(1.9)

@@ -7,7 +7,7 @@ Clients roll when game.turn names them; nothing sleeps.
 from __future__ import annotations
 
 import random
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -24,14 +24,8 @@ SEED = 20261125
 FAST = {"message_rate": 100_000.0, "message_burst": 100_000}
 
 
-@pytest_twisted.async_yield_fixture
-async def running(reactor: Any, mongo_uri: str) -> AsyncIterator[Running]:
-    """The service with seeded dice, on a free port with a fresh database."""
-    service = await start_service(reactor, fresh_database_uri(mongo_uri), dice_seed=SEED, **FAST)
-    try:
-        yield service
-    finally:
-        await service.service.stopService()
+# The service of every test here: seeded dice and the fast players' limit.
+SERVICE_OPTIONS = {"dice_seed": SEED, **FAST}
 
 
 async def seat_and_start(reactor: Any, running: Running, names: list[str]) -> tuple[dict[str, WsClient], str]:

@@ -32,16 +32,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-@pytest_twisted.async_yield_fixture
-async def running(reactor: Any, mongo_uri: str) -> AsyncIterator[Running]:
-    """The service on a free port with a fresh database."""
-    service = await start_service(reactor, fresh_database_uri(mongo_uri))
-    try:
-        yield service
-    finally:
-        await service.service.stopService()
-
-
 @pytest_twisted.ensureDeferred
 async def test_metrics_parse_and_count(reactor: Any, running: Running) -> None:
     """/metrics parses as Prometheus text and counts connections, requests by op, errors, rooms and store calls."""

@@ -15,12 +15,12 @@ from gamesvc.config import Settings
 from gamesvc.passwords import PlainHasher
 from gamesvc.service import build_services
 from tests.support import FakeMind, Running, ScriptedDice, memory_services, start_service
-from tests.test_tap import Twistd
+from tests.processes import Twistd
 
 
 def seated_game(dice: ScriptedDice, **settings: Any) -> tuple[Any, FakeMind, FakeMind, str]:
     """Memory services with ann and bob playing in one room; ann rolls first."""
-    services = memory_services(dice=dice, **settings)
+    services = memory_services(dice=dice, **{"checkpoint_interval": 0.0, **settings})
     ann, bob = FakeMind("ann"), FakeMind("bob")
     room_id = services.rooms.create(ann, name="Table", seats=2, private=False)["room"]["id"]
     services.rooms.join(bob, room_id)
@@ -170,10 +170,11 @@ async def test_graceful_restart_mid_game(reactor: Any, mongo_uri: str) -> None:
 @pytest.mark.integration
 @pytest_twisted.ensureDeferred
 async def test_hard_kill_loses_at_most_the_roll_in_flight(reactor: Any, tmp_path: Path) -> None:
-    """SIGKILL of the real twistd mid-game: after a restart on the same data the room is back with every roll
-    but at most the last one, and the players take their seats again."""
+    """SIGKILL of the real twistd mid-game, checkpointing every change at once (--checkpoint-interval 0): after a
+    restart on the same data the room is back with every roll but at most the last one, and the players take
+    their seats again."""
     data = tmp_path / "gamesvc-data"
-    first = Twistd(data)
+    first = Twistd(data, "--checkpoint-interval", "0")
     try:
         running = Running(None, first.port)  # type: ignore[arg-type]
         ann, ann_token = await signed_in(reactor, running, "ann")

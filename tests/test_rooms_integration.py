@@ -6,14 +6,14 @@ broken server fails the test instead of hanging it).
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred, gatherResults
 
 from tests.conftest import fresh_database_uri
-from tests.play import connected, next_event, resumed, seated, signed_in, until_state
+from tests.play import connected, resumed, seated, signed_in, until_state
 from tests.support import Running, WsClient, http, start_service
 
 pytestmark = pytest.mark.integration
@@ -22,14 +22,7 @@ pytestmark = pytest.mark.integration
 MANY_SIGNUPS = {"signup_address_limit": 1000}
 
 
-@pytest_twisted.async_yield_fixture
-async def running(reactor: Any, mongo_uri: str) -> AsyncIterator[Running]:
-    """The service, started on a free port with a fresh database."""
-    service = await start_service(reactor, fresh_database_uri(mongo_uri), **MANY_SIGNUPS)
-    try:
-        yield service
-    finally:
-        await service.service.stopService()
+SERVICE_OPTIONS = MANY_SIGNUPS
 
 
 async def close_all(*clients: WsClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -11,16 +11,6 @@ from tests.conftest import fresh_database_uri
 from tests.support import Running, WsClient, http, start_service
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_twisted.async_yield_fixture
-async def running(reactor: Any, mongo_uri: str) -> AsyncIterator[Running]:
-    """The service, started on a free port with a fresh database."""
-    service = await start_service(reactor, fresh_database_uri(mongo_uri))
-    try:
-        yield service
-    finally:
-        await service.service.stopService()
 
 
 @pytest_twisted.ensureDeferred

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,8 +14,8 @@ from twisted.python import usage
 from gamesvc.config import Settings
 from gamesvc.service import GameService
 from gamesvc.tap import Options, makeService
+from tests.processes import TWISTD, Twistd, http_json
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
@@ -87,57 +81,9 @@ def test_twistd_lists_the_plugin() -> None:
     assert "--mongo-uri" in out and "--allowed-origin" in out and "GAMESVC_TURN_SECONDS" in out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(url: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-class Twistd:
-    """`twistd -n gamesvc` as a child process on a free port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"twistd-{self.port}.log"
-        self.process = subprocess.Popen(
-            [TWISTD, "--pidfile=", "-n", "gamesvc", "--port", str(self.port), "--data-dir", str(data_dir),
-             "--bcrypt-cost", "4"],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=data_dir.parent,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if call(self.url + "/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise AssertionError("twistd did not become healthy:\n" + self.log.read_text())
-            time.sleep(0.1)
-
-    def stop(self) -> float:
-        """SIGTERM the service; returns how long it took to exit."""
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return time.monotonic() - started
+    status, parsed, _ = http_json(url, body)
+    return status, parsed
 
 
 @pytest.fixture

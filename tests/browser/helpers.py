@@ -3,27 +3,20 @@ and the console record of a page. The fixtures live in conftest.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.processes import Twistd, http_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TWISTD = str(Path(sys.executable).with_name("twistd"))
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -49,57 +42,8 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    """GET (or POST a JSON body to) url; returns (status, parsed JSON, headers)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null"), response.headers
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null"), e.headers
-
-
-class Service:
-    """`twistd -n gamesvc` as a child process on a free port, on the embedded store (like tests/test_tap.py's
-    Twistd, plus the options the browser tests need: a dice seed and a turn length)."""
-
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"twistd-{self.port}.log"
-        self.process = subprocess.Popen(
-            [TWISTD, "--pidfile=", "-n", "gamesvc", "--port", str(self.port), "--data-dir", str(data_dir),
-             "--bcrypt-cost", "4", *extra],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=data_dir.parent,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http_json(self.url + "/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise AssertionError("twistd did not become healthy:\n" + self.log.read_text())
-            time.sleep(0.1)  # polling a starting process, not waiting on the page under test
-
-    def stop(self) -> None:
-        """SIGTERM the service (it exits within 10 s), then SIGKILL if it did not."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+class Service(Twistd):
+    """The service for the browser tests (see tests.processes.Twistd), plus account creation over HTTP."""
 
     def signup(self, username: str) -> dict[str, Any]:
         """Create an account over HTTP (no browser); returns the reply."""
