@@ -113,6 +113,12 @@ async def serve(handler: nx_handler.NeoSQLiteHandler, host: str, port: int) -> N
         target=_watch_stdin, args=(loop, stop), name="stdin-watch", daemon=True
     ).start()
 
+    def quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # At shutdown the open client tasks are cancelled; nx-27017's handler reports that as an error.
+        if not isinstance(context.get("exception"), asyncio.CancelledError):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet_cancellations)
     try:
         await stop.wait()
     finally:

@@ -72,12 +72,28 @@ class ResultWriter:
             log.failure("writing the result of game {game} failed; retrying", game=game_id)
             self._retry_later(game_id)
         else:
-            self.pending.pop(game_id, None)
-            self.written += 1
-            for d in self._waiters.pop(game_id, []):
-                d.callback(None)
+            self._done(game_id)
         finally:
             self._writing.discard(game_id)
+
+    def _done(self, game_id: str) -> None:
+        self.pending.pop(game_id, None)
+        self.written += 1
+        for d in self._waiters.pop(game_id, []):
+            d.callback(None)
+
+    @deferred
+    async def flush(self) -> int:
+        """One more attempt at every pending record now (at shutdown); returns how many are still pending."""
+        for game_id, record in list(self.pending.items()):
+            if game_id in self._writing:
+                continue
+            try:
+                await self.write_once(record)
+            except StoreUnavailable:
+                break
+            self._done(game_id)
+        return len(self.pending)
 
     def _retry_later(self, game_id: str) -> None:
         if self._stopped:

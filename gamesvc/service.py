@@ -224,6 +224,9 @@ class GameService(MultiService):
             log.warn("{n} rooms could not be checkpointed: the store is unavailable", n=self.app.checkpoints.pending)
         self.app.checkpoints.stop()
         self.factory.close_all(CLOSE_SERVICE_RESTART, "server restarting")
+        left = await self.app.results.flush()
+        if left:
+            log.error("{n} finished games could not be stored: the store is unavailable", n=left)
         self.app.results.stop()
         await self._mongo.stop()
         await MultiService.stopService(self)

@@ -850,3 +850,23 @@ async def test_uncounted_records_are_finished_on_recover() -> None:
     assert await services.results.recover() == 0
     assert (await services.accounts.user("alice")) == {"username": "alice", "wins": 0, "games": 1}
     assert (await services.accounts.user("bob")) == {"username": "bob", "wins": 1, "games": 1}
+
+
+def test_results_pending_at_shutdown_get_one_more_attempt() -> None:
+    """flush (at shutdown) writes results still waiting for a retry, without waiting for the retry timer."""
+    services = memory_services(dice=ScriptedDice(), result_retry=60)
+    ann, bob = FakeMind("ann"), FakeMind("bob")
+    for name in ("ann", "bob"):
+        services.raw_store.users[name] = {"key": name, "username": name, "password_hash": b"", "wins": 0,
+                                          "games": 0, "created": 0.0, "counted": set()}
+    room_id = services.rooms.create(ann, name="T", seats=2, private=False)["room"]["id"]
+    services.rooms.join(bob, room_id)
+    services.rooms.ready(ann, True)
+    services.rooms.ready(bob, True)
+    services.raw_store.down = True
+    services.rooms.leave(bob)
+    assert len(services.results.pending) == 1
+    services.raw_store.down = False
+    left = services.results.flush()
+    assert left.result == 0 and services.raw_store.users["ann"]["wins"] == 1
+    assert services.raw_store.users["bob"]["games"] == 1
