@@ -103,3 +103,17 @@ export async function api(method, path, body) {
   }
   return data || {};
 }
+
+// Show an error (a ServiceError or a plain message) in an inline error element, or hide it when err is null.
+export function showError(el, err) {
+  if (!err) {
+    el.hidden = true;
+    el.textContent = '';
+    delete el.dataset.errorCode;
+    return;
+  }
+  el.textContent = typeof err === 'string' ? err : errorText(err);
+  if (err.code) el.dataset.errorCode = err.code;
+  else delete el.dataset.errorCode;
+  el.hidden = false;
+}

@@ -1,20 +1,7 @@
 // Login and signup view (HTTP API; the server sets an HttpOnly session cookie).
 
-import { api, errorText } from './api.js';
+import { api, showError } from './api.js';
 import { h } from './dom.js';
-
-function showError(el, err) {
-  if (!err) {
-    el.hidden = true;
-    el.textContent = '';
-    delete el.dataset.errorCode;
-    return;
-  }
-  el.textContent = typeof err === 'string' ? err : errorText(err);
-  if (err.code) el.dataset.errorCode = err.code;
-  else delete el.dataset.errorCode;
-  el.hidden = false;
-}
 
 function authForm(ctx, kind) {
   const isSignup = kind === 'signup';

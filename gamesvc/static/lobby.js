@@ -1,6 +1,6 @@
 // Lobby view: live room list (lobby.watch), create room, join by code, top players.
 
-import { errorText } from './api.js';
+import { showError as setError } from './api.js';
 import { h, setChildren } from './dom.js';
 import { loadLeaderboard } from './leaderboard.js';
 
@@ -10,18 +10,6 @@ const STATUS_TEXT = { waiting: 'Waiting', playing: 'Playing', finished: 'Finishe
 function playerCount(summary) {
   if (Array.isArray(summary.players)) return summary.players.length;
   return Number(summary.players) || 0;
-}
-
-function setError(el, err) {
-  if (!err) {
-    el.hidden = true;
-    el.textContent = '';
-    delete el.dataset.errorCode;
-    return;
-  }
-  el.textContent = typeof err === 'string' ? err : errorText(err);
-  if (err.code) el.dataset.errorCode = err.code;
-  el.hidden = false;
 }
 
 /** The lobby view. */

@@ -1,6 +1,6 @@
 // Room view: seats, ready/roll, board, die, turn countdown, chat, game over.
 
-import { errorText, serverNow } from './api.js';
+import { errorText, serverNow, showError as setError } from './api.js';
 import { BoardView, DieView, describeRoll } from './board.js';
 import { h, setChildren, shortTime } from './dom.js';
 
@@ -133,17 +133,6 @@ export function roomView(ctx, { id }) {
           h('h2', { id: 'chat-title' }, 'Chat'), chatLog, chatForm, chatError))));
 
   // ---- helpers ----
-  function setError(target, err) {
-    if (!err) {
-      target.hidden = true;
-      target.textContent = '';
-      delete target.dataset.errorCode;
-      return;
-    }
-    target.textContent = typeof err === 'string' ? err : errorText(err);
-    if (err.code) target.dataset.errorCode = err.code;
-    target.hidden = false;
-  }
 
   function showNotice(text, actions = []) {
     if (!text) {
