@@ -354,3 +354,41 @@ def generator_verdict(cpu_seconds: float, wall_seconds: float) -> dict[str, Any]
     """The generator's own CPU use over a phase, and whether it stayed clear of being the bottleneck (< 70 % of its core)."""
     share = cpu_seconds / wall_seconds if wall_seconds > 0 else 0.0
     return {"cpu_seconds": round(cpu_seconds, 3), "wall_seconds": round(wall_seconds, 3), "core_share": round(share, 3), "not_bottleneck": share < 0.7}
+
+
+async def close_players(players: Sequence[Any], server: "Server", settle: float = 0.5, keep: bool = False) -> None:
+    """End a scenario: close every player, give the close frames `settle` seconds, and stop the server."""
+    import asyncio
+
+    for player in players:
+        player.close()
+    await asyncio.sleep(settle)
+    server.stop(keep=keep)
+
+
+def command_line(
+    name: str,
+    argv: Sequence[str] | None,
+    args: Any,
+    nofile: int,
+    scenario: Any,
+    report: Any,
+    **parameters: Any,
+) -> dict[str, Any]:
+    """What every scenario's command does: pin the generator, wait for a quiet machine, raise the file limit,
+    run `scenario(args)` on uvloop, print `report(figures)`, and save the result file unless --no-save."""
+    from bench.players import run
+
+    cores = pin_generator(not args.no_pin)
+    busy_before_start = wait_for_quiet()
+    limit = raise_nofile(nofile)
+    figures = run(lambda: scenario(args))
+    report(figures)
+    if not args.no_save:
+        parameters = vars(args) | {
+            "machine_busy_cores_before_start": busy_before_start,
+            "generator_cores": cores,
+            "generator_nofile": limit,
+        } | parameters
+        print("saved", save(name, argv if argv is not None else sys.argv[1:], parameters, figures))
+    return figures

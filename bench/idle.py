@@ -15,7 +15,7 @@ import time
 from typing import Any, Sequence
 
 from bench import common
-from bench.players import Player, Stats, run
+from bench.players import Player, Stats
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,31 +82,21 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "generator": common.generator_verdict(own, wall),
         }
     finally:
-        for player in players:
-            player.close()
-        await asyncio.sleep(1)
-        server.stop()
+        await common.close_players(players, server, settle=1)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/idle-*.json."""
-    import sys
-
     args = parser().parse_args(argv)
-    cores = common.pin_generator(not args.no_pin)
-    busy_before_start = common.wait_for_quiet()
-    limit = common.raise_nofile(args.connections + 1024)
-    figures = run(lambda: scenario(args))
-    print(
-        f"held {figures['connections_held']}/{args.connections} connections; server RSS "
-        f"{figures['server_rss_before_kib']} -> {figures['server_rss_after_kib']} KiB = "
-        f"{figures['server_rss_per_connection_kib']} KiB each; generator {figures['generator']['core_share']:.0%} of a core"
-    )
-    if not args.no_save:
-        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores, "generator_nofile": limit}
-        print("saved", common.save("idle", argv if argv is not None else sys.argv[1:], parameters, figures))
-    return figures
 
+    def report(figures: dict[str, Any]) -> None:
+        print(
+            f"held {figures['connections_held']}/{args.connections} connections; server RSS "
+            f"{figures['server_rss_before_kib']} -> {figures['server_rss_after_kib']} KiB = "
+            f"{figures['server_rss_per_connection_kib']} KiB each; generator {figures['generator']['core_share']:.0%} of a core"
+        )
+
+    return common.command_line("idle", argv, args, args.connections + 1024, scenario, report)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ import time
 from typing import Any, Sequence
 
 from bench import common
-from bench.players import Player, Stats, run
+from bench.players import Player, Stats
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,32 +126,22 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "generator": common.generator_verdict(own, wall),
         }
     finally:
-        for player in everyone:
-            player.close()
-        await asyncio.sleep(0.5)
-        server.stop()
+        await common.close_players(everyone, server)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/login_burst-*.json."""
-    import sys
-
     args = parser().parse_args(argv)
-    cores = common.pin_generator(not args.no_pin)
-    busy_before_start = common.wait_for_quiet()
-    common.raise_nofile(args.logins * 2 + args.pingers + 1024)
-    figures = run(lambda: scenario(args))
-    base, burst = figures["baseline_ping"], figures["burst_ping"]
-    print(
-        f"{args.logins} logins at cost {args.bcrypt_cost} took {figures['burst_seconds']} s; pings p50/p99/max "
-        f"baseline {base['p50_ms']}/{base['p99_ms']}/{base['max_ms']} ms, during the burst "
-        f"{burst['p50_ms']}/{burst['p99_ms']}/{burst['max_ms']} ms; generator {figures['generator']['core_share']:.0%} of a core"
-    )
-    if not args.no_save:
-        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores}
-        print("saved", common.save("login_burst", argv if argv is not None else sys.argv[1:], parameters, figures))
-    return figures
 
+    def report(figures: dict[str, Any]) -> None:
+        base, burst = figures["baseline_ping"], figures["burst_ping"]
+        print(
+            f"{args.logins} logins at cost {args.bcrypt_cost} took {figures['burst_seconds']} s; pings p50/p99/max "
+            f"baseline {base['p50_ms']}/{base['p99_ms']}/{base['max_ms']} ms, during the burst "
+            f"{burst['p50_ms']}/{burst['p99_ms']}/{burst['max_ms']} ms; generator {figures['generator']['core_share']:.0%} of a core"
+        )
+
+    return common.command_line("login_burst", argv, args, args.logins * 2 + args.pingers + 1024, scenario, report)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ import time
 from typing import Any, Sequence
 
 from bench import common
-from bench.players import Player, Stats, fill_rooms, run
+from bench.players import Player, Stats, fill_rooms
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,10 +121,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         figures["server_rss_kib"] = server.rss_kib()
         return figures
     finally:
-        for player in players:
-            player.close()
-        await asyncio.sleep(0.5)
-        server.stop(keep=True)
+        await common.close_players(players, server, keep=True)
         gc_pauses = server.gc_pauses()
         server.remove()
         if gc_pauses is not None and "figures" in locals():
@@ -134,15 +131,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/rooms-*.json."""
     args = parser().parse_args(argv)
-    cores = common.pin_generator(not args.no_pin)
-    busy_before_start = common.wait_for_quiet()
-    common.raise_nofile(args.rooms * 4 + 1024)
-    figures = run(lambda: scenario(args))
-    parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores, "server_cores": sorted(common.SERVER_CPUS) if not args.no_pin else "any"}
-    report(figures)
-    if not args.no_save:
-        print("saved", common.save("rooms", argv if argv is not None else __import__("sys").argv[1:], parameters, figures))
-    return figures
+    cores = sorted(common.SERVER_CPUS) if not args.no_pin else "any"
+    return common.command_line("rooms", argv, args, args.rooms * 4 + 1024, scenario, report, server_cores=cores)
 
 
 def report(figures: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import time
 from typing import Any, Sequence
 
 from bench import common
-from bench.players import Player, Stats, run
+from bench.players import Player, Stats
 from bench.rooms import measure, play, server_for
 
 
@@ -74,32 +74,26 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "steps": steps,
         }
     finally:
-        for player in players:
-            player.close()
-        await asyncio.sleep(0.5)
-        server.stop()
+        await common.close_players(players, server)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/saturation-*.json."""
-    import sys
-
     args = parser().parse_args(argv)
-    cores = common.pin_generator(not args.no_pin)
-    busy_before_start = common.wait_for_quiet()
-    common.raise_nofile(args.rooms * 4 + 1024)
-    started = time.monotonic()
-    figures = run(lambda: scenario(args))
-    figures["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(
-        f"highest sustained: {figures['highest_sustained_delivered_per_second']} delivered/s "
-        f"at {figures['at_chat_rate_per_player']} chats/s/player"
-    )
-    if not args.no_save:
-        parameters = vars(args) | {"machine_busy_cores_before_start": busy_before_start, "generator_cores": cores}
-        print("saved", common.save("saturation", argv if argv is not None else sys.argv[1:], parameters, figures))
-    return figures
 
+    async def timed(args: argparse.Namespace) -> dict[str, Any]:
+        started = time.monotonic()
+        figures = await scenario(args)
+        figures["wall_seconds"] = round(time.monotonic() - started, 1)
+        return figures
+
+    def report(figures: dict[str, Any]) -> None:
+        print(
+            f"highest sustained: {figures['highest_sustained_delivered_per_second']} delivered/s "
+            f"at {figures['at_chat_rate_per_player']} chats/s/player"
+        )
+
+    return common.command_line("saturation", argv, args, args.rooms * 4 + 1024, timed, report)
 
 if __name__ == "__main__":
     main()
