@@ -25,6 +25,23 @@ async def resumed(reactor: Any, running: Running, token: str) -> WsClient:
     return client
 
 
+async def seat_and_start(
+    reactor: Any, running: Running, names: list[str], room_name: str = "race"
+) -> tuple[dict[str, WsClient], dict[str, str], str]:
+    """Sign the players up, seat them in `names` order in a new room, ready them all; the game starts.
+
+    Returns the clients and session tokens by name, and the room id."""
+    signed = {name: await signed_in(reactor, running, name) for name in names}
+    clients = {name: client for name, (client, _) in signed.items()}
+    tokens = {name: token for name, (_, token) in signed.items()}
+    room_id = (await clients[names[0]].ok("room.create", name=room_name, seats=4))["room"]["id"]
+    for name in names[1:]:
+        await clients[name].ok("room.join", room=room_id)
+    for name in names:
+        await clients[name].ok("room.ready", ready=True)
+    return clients, tokens, room_id
+
+
 async def next_event(client: WsClient, *names: str) -> dict[str, Any]:
     """The next event whose name is one of `names` (earlier ones already received first)."""
     for message in client.events:

@@ -14,7 +14,7 @@ import pytest_twisted
 
 from gamesvc.game import Board, replay
 from tests.conftest import fresh_database_uri
-from tests.play import play_out, seated, signed_in, until_state
+from tests.play import play_out, seat_and_start, seated, until_state
 from tests.support import Running, WsClient, http, start_service
 
 pytestmark = pytest.mark.integration
@@ -28,18 +28,6 @@ FAST = {"message_rate": 100_000.0, "message_burst": 100_000}
 SERVICE_OPTIONS = {"dice_seed": SEED, **FAST}
 
 
-async def seat_and_start(reactor: Any, running: Running, names: list[str]) -> tuple[dict[str, WsClient], str]:
-    """Sign the players up, seat them in `names` order in a new room, ready them all; the game starts."""
-    clients = {name: (await signed_in(reactor, running, name))[0] for name in names}
-    first = clients[names[0]]
-    room_id = (await first.ok("room.create", name="race", seats=4))["room"]["id"]
-    for name in names[1:]:
-        await clients[name].ok("room.join", room=room_id)
-    for name in names:
-        await clients[name].ok("room.ready", ready=True)
-    return clients, room_id
-
-
 async def close_all(clients: dict[str, WsClient]) -> None:
     """Close every client."""
     for client in clients.values():
@@ -51,7 +39,7 @@ async def close_all(clients: dict[str, WsClient]) -> None:
 async def test_whole_game_to_game_over(reactor: Any, running: Running, count: int) -> None:
     """Players roll on their turns to game.over; stats, `me`, the leaderboard and the stored record all agree."""
     names = ["ann", "ben", "cat", "dan"][:count]
-    clients, room_id = await seat_and_start(reactor, running, names)
+    clients, _, room_id = await seat_and_start(reactor, running, names)
     observer = clients[names[-1]]
     started = await observer.event("game.started")
     assert started["room"] == room_id and started["order"] == names
@@ -100,7 +88,7 @@ async def test_whole_game_to_game_over(reactor: Any, running: Running, count: in
 async def test_rematch_counts_each_game_once(reactor: Any, running: Running) -> None:
     """After game.over the room is finished until someone readies; a rematch resets positions and counts as a new game."""
     names = ["ann", "ben"]
-    clients, room_id = await seat_and_start(reactor, running, names)
+    clients, _, room_id = await seat_and_start(reactor, running, names)
     ann, ben = clients["ann"], clients["ben"]
     first = await play_out(clients, ann)
     finished = await until_state(ben, lambda s: s["status"] == "finished")
@@ -132,7 +120,7 @@ async def test_turn_deadline_rolls_for_an_idle_player(reactor: Any, mongo_uri: s
     """When nobody rolls, the server rolls for the player at the turn's deadline (auto:true) and play goes on."""
     running = await start_service(reactor, fresh_database_uri(mongo_uri), turn_seconds=1, dice_seed=SEED, **FAST)
     try:
-        clients, room_id = await seat_and_start(reactor, running, ["ann", "ben"])
+        clients, _, room_id = await seat_and_start(reactor, running, ["ann", "ben"])
         ann = clients["ann"]
         turn = await ann.event("game.turn")
         assert turn["player"] == "ann"

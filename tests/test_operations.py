@@ -171,7 +171,7 @@ async def test_killed_store_is_restarted_and_the_service_recovers(reactor: Any, 
 @pytest_twisted.ensureDeferred
 async def test_store_outage_at_the_end_of_a_game(reactor: Any, tmp_path: Any) -> None:
     """With the store hung mid-game the players finish their game; the result lands exactly once when it returns."""
-    from tests.play import play_out, signed_in
+    from tests.play import play_out, seat_and_start
 
     service = GameService(reactor, Settings(port=0, bcrypt_cost=4, data_dir=str(tmp_path / "data"), store_timeout=1.0,
                                             result_retry=0.2, dice_seed=11, message_rate=1000, message_burst=1000))
@@ -180,12 +180,8 @@ async def test_store_outage_at_the_end_of_a_game(reactor: Any, tmp_path: Any) ->
     running = Running(service, (await service.listening).getHost().port)
     pid = service.embedded.pid  # type: ignore[union-attr]
     try:
-        ann, _ = await signed_in(reactor, running, "ann")
-        bob, _ = await signed_in(reactor, running, "bob")
-        room_id = (await ann.ok("room.create", name="Outage", seats=2))["room"]["id"]
-        await bob.ok("room.join", room=room_id)
-        await ann.ok("room.ready", ready=True)
-        await bob.ok("room.ready", ready=True)
+        clients, _, _ = await seat_and_start(reactor, running, ["ann", "bob"], "Outage")
+        ann, bob = clients["ann"], clients["bob"]
         os.kill(pid, signal.SIGSTOP)
         over = await play_out({"ann": ann, "bob": bob}, ann)
         assert service.app.results.pending and (await http(reactor, "GET", running.url + "/healthz"))[0] == 503

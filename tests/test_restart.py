@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 
 from tests.conftest import fresh_database_uri
-from tests.play import play_out, resumed, signed_in
+from tests.play import play_out, resumed, seat_and_start
 from gamesvc.config import Settings
 from gamesvc.passwords import PlainHasher
 from gamesvc.service import build_services
@@ -134,12 +134,9 @@ async def test_graceful_restart_mid_game(reactor: Any, mongo_uri: str) -> None:
     goes on where it was, and the result counts once."""
     uri = fresh_database_uri(mongo_uri)
     first = await start_service(reactor, uri, dice_seed=7, message_rate=1000, message_burst=1000)
-    ann, ann_token = await signed_in(reactor, first, "ann")
-    bob, bob_token = await signed_in(reactor, first, "bob")
-    room_id = (await ann.ok("room.create", name="Restart", seats=2))["room"]["id"]
-    await bob.ok("room.join", room=room_id)
-    await ann.ok("room.ready", ready=True)
-    await bob.ok("room.ready", ready=True)
+    clients, tokens, room_id = await seat_and_start(reactor, first, ["ann", "bob"], "Restart")
+    ann, bob = clients["ann"], clients["bob"]
+    ann_token, bob_token = tokens["ann"], tokens["bob"]
     await ann.event("game.turn")
     await ann.ok("game.roll")
     rolled = await bob.event("game.rolled")
@@ -177,12 +174,9 @@ async def test_hard_kill_loses_at_most_the_roll_in_flight(reactor: Any, tmp_path
     first = Twistd(data, "--checkpoint-interval", "0")
     try:
         running = Running(None, first.port)  # type: ignore[arg-type]
-        ann, ann_token = await signed_in(reactor, running, "ann")
-        bob, bob_token = await signed_in(reactor, running, "bob")
-        room_id = (await ann.ok("room.create", name="Crash", seats=2))["room"]["id"]
-        await bob.ok("room.join", room=room_id)
-        await ann.ok("room.ready", ready=True)
-        await bob.ok("room.ready", ready=True)
+        clients, tokens, room_id = await seat_and_start(reactor, running, ["ann", "bob"], "Crash")
+        ann, bob = clients["ann"], clients["bob"]
+        ann_token = tokens["ann"]
         versions = []
         for _ in range(3):
             turn = await ann.event("game.turn")
