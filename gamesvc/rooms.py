@@ -499,7 +499,7 @@ class RoomService:
             "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
             "chat": list(room.chat) if chat else [],
             # The game without its own copy of the moves: `entries` has them (with times), and restore replays them.
-            "game": {k: v for k, v in room.game.to_dict().items() if k != "record"} if room.game is not None else None,
+            "game": room.game.to_dict(record=False) if room.game is not None else None,
             "game_id": room.game_id,
             "started": room.started,
             "entries": list(room.entries),

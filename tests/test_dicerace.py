@@ -672,3 +672,16 @@ def test_positions_is_a_copy() -> None:
     game.positions["alice"] = 99
     assert game.positions["alice"] == 0
 
+
+
+def test_to_dict_without_record_leaves_out_only_the_moves() -> None:
+    """to_dict(record=False) is to_dict() without "record", and from_dict takes the moves back from the caller."""
+    game = DiceRace(["ann", "bob"], rng=ScriptedDie(6, 2, 3))
+    game.roll("ann")
+    game.roll("ann")
+    game.roll("bob")
+    full = game.to_dict()
+    bare = game.to_dict(record=False)
+    assert "record" not in bare and bare == {k: v for k, v in full.items() if k != "record"}
+    again = DiceRace.from_dict(dict(bare, record=full["record"]))
+    assert again.to_dict() == full

@@ -408,9 +408,13 @@ class DiceRace:
         """Return every roll and forfeit so far, in order, as the stored record's entries."""
         return [event.to_json() for event in self._log]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the whole state as plain JSON-able data for ``from_dict``."""
-        return {
+    def to_dict(self, record: bool = True) -> dict[str, Any]:
+        """Return the whole state as plain JSON-able data for ``from_dict``.
+
+        ``record=False`` leaves out the moves, for a caller that keeps them itself and passes them back
+        to ``from_dict`` as ``record``.
+        """
+        state: dict[str, Any] = {
             "players": list(self._order),
             "board": self._board.to_json(),
             "positions": dict(self._positions),
@@ -419,8 +423,10 @@ class DiceRace:
             "turn_start": self._turn_start,
             "forfeited": list(self._forfeited),
             "winner": self._winner,
-            "record": self.record_entries(),
         }
+        if record:
+            state["record"] = self.record_entries()
+        return state
 
     @classmethod
     def from_dict(
