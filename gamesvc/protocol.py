@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gamesvc import args
+from gamesvc import args, sendnow
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
@@ -335,16 +335,17 @@ class GameProtocol(WebSocketServerProtocol):
             outgoing.framed = self.factory.prepareMessage(outgoing.payload)
         self.sendPreparedMessage(outgoing.framed)
         self.factory.services.metrics.message_out()
-        if self._buffered() > self.factory.services.settings.send_buffer_bytes:
+        if sendnow.pending(self.transport) > self.factory.services.settings.send_buffer_bytes:
             log.warn("dropping slow client {address}: send buffer full", address=self.address)
             self._detach()
             self.dropConnection(abort=True)
 
-    def _buffered(self) -> int:
-        """Bytes written to the transport but not yet sent to the peer."""
-        transport = self.transport
-        data = getattr(transport, "dataBuffer", b"")
-        return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's frame writer, sending at once (gamesvc.sendnow) when nothing is queued before the frame."""
+        if sync or chopsize or self.send_queue or self.transport is None:
+            super().sendData(data, sync, chopsize)
+        else:
+            sendnow.write_now(self.transport, data)
 
     # Session helpers used by the ops
 
