@@ -5,6 +5,9 @@ Changes are coalesced: rooms that change while a write is under way (or within `
 latest state; so a crash loses at most the change in flight, or that interval of play. Writes go one at a
 time in the background; while the store is down the rooms stay marked and are written when it returns. At
 shutdown `flush` writes whatever is still marked.
+
+A game's entries only grow: each write tells the store how many of a room's entries it stored already (for
+the same game), so a roll costs the store one new entry, not the whole game again.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Checkpoints:
     def __init__(
         self, store: Any, clock: IReactorTime, snapshot: Callable[[Any, bool], dict], retry: float, interval: float = 0.0
     ) -> None:
+        """`snapshot(room, final)` gives a room as plain data with its `id`, `game_id` and `entries`."""
         self._store = store
         self._clock = clock
         self._snapshot = snapshot
@@ -37,6 +41,8 @@ class Checkpoints:
         self._interval = interval
         self._changed: dict[str, Any] = {}
         self._closed: set[str] = set()
+        # Per room, the game and the number of its entries that the store holds.
+        self._stored: dict[str, tuple[Any, int]] = {}
         self._timer: IDelayedCall | None = None
         self._writing = False
         self._idle: list[Deferred[None]] = []
@@ -56,6 +62,7 @@ class Checkpoints:
     def room_closed(self, room: Any) -> None:
         """Mark a closed room for deletion."""
         self._changed.pop(room.id, None)
+        self._stored.pop(room.id, None)
         self._closed.add(room.id)
         self._schedule(self._interval)
 
@@ -88,15 +95,23 @@ class Checkpoints:
                     except StoreUnavailable:
                         self._closed.add(room_id)
                         raise
+                    self._stored.pop(room_id, None)  # set again if the room closed while a write was under way
                     self.written += 1
                 else:
                     batch = dict(self._changed.popitem() for _ in range(min(len(self._changed), self.BATCH)))
+                    snapshots = [self._snapshot(room, final) for room in batch.values()]
+                    for snap in snapshots:
+                        game_id, stored = self._stored.get(snap["id"], (None, 0))
+                        if stored and game_id == snap["game_id"] and stored <= len(snap["entries"]):
+                            snap["stored_entries"] = stored
                     try:
-                        await self._store.save_rooms([self._snapshot(room, final) for room in batch.values()])
+                        await self._store.save_rooms(snapshots)
                     except StoreUnavailable:
                         for room_id, room in batch.items():
                             self._changed.setdefault(room_id, room)
                         raise
+                    for snap in snapshots:
+                        self._stored[snap["id"]] = (snap["game_id"], len(snap["entries"]))
                     self.written += len(batch)
             return True
         except StoreUnavailable as e:

@@ -16,14 +16,28 @@ from gamesvc.store.memory import MemoryStore
 class FakeRoom:
     id: str
     version: int = 0
+    game_id: str | None = None
+    entries: list = attrs.Factory(list)
 
 
-def make() -> tuple[Checkpoints, MemoryStore, Clock, list[str]]:
-    store, clock, snapshots = MemoryStore(), Clock(), []
+class RecordingStore(MemoryStore):
+    """A memory store that also keeps every snapshot it was asked to save."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[dict] = []
+
+    def save_rooms(self, snapshots: list) -> Any:
+        self.saved += [dict(s) for s in snapshots]
+        return super().save_rooms(snapshots)
+
+
+def make() -> tuple[Checkpoints, RecordingStore, Clock, list[str]]:
+    store, clock, snapshots = RecordingStore(), Clock(), []
 
     def snapshot(room: Any, final: bool) -> dict:
         snapshots.append(room.id)
-        return {"id": room.id, "version": room.version, "final": final}
+        return {"id": room.id, "version": room.version, "final": final, "game_id": room.game_id, "entries": list(room.entries)}
 
     return Checkpoints(store, clock, snapshot, retry=2.0, interval=1.0), store, clock, snapshots
 
@@ -38,7 +52,7 @@ def test_changes_are_coalesced_into_one_write_of_the_latest_state() -> None:
         clock.advance(0.25)
     assert store.rooms == {} and checkpoints.pending == 1
     clock.advance(0.25)
-    assert store.rooms == {"ROOM01": {"id": "ROOM01", "version": 3, "final": False}}
+    assert store.rooms == {"ROOM01": {"id": "ROOM01", "version": 3, "final": False, "game_id": None, "entries": []}}
     assert snapshots == ["ROOM01"] and checkpoints.pending == 0
 
 
@@ -83,3 +97,38 @@ async def test_flush_writes_everything_now() -> None:
     assert checkpoints.pending == 1
     checkpoints.stop()
     assert clock.getDelayedCalls() == []
+
+
+def test_each_write_tells_the_store_which_entries_it_holds_already() -> None:
+    """After a write, the next one of the same game says how many entries the store has; a new game, a failed
+    write or a closed room makes the next write start from the first entry again. The store ends up with
+    exactly the room's entries every time."""
+    checkpoints, store, clock, _ = make()
+    room = FakeRoom("ROOM01", game_id="G1", entries=["a", "b"])
+
+    def write() -> dict:
+        checkpoints.room_changed(room)
+        clock.advance(1)
+        assert store.rooms["ROOM01"]["entries"] == room.entries
+        return store.saved[-1]
+
+    assert "stored_entries" not in write()
+    room.entries.append("c")
+    assert write()["stored_entries"] == 2
+    room.entries.append("d")
+    assert write()["stored_entries"] == 3
+    room.game_id, room.entries = "G2", ["x"]
+    assert "stored_entries" not in write()
+    store.down = True
+    room.entries.append("y")
+    checkpoints.room_changed(room)
+    clock.advance(1)
+    assert store.saved[-1]["stored_entries"] == 1 and store.rooms["ROOM01"]["entries"] == ["x"]
+    store.down = False
+    room.entries.append("z")
+    clock.advance(2)
+    assert store.saved[-1]["stored_entries"] == 1 and store.rooms["ROOM01"]["entries"] == ["x", "y", "z"]
+    checkpoints.room_closed(room)
+    clock.advance(1)
+    assert store.rooms == {}
+    assert "stored_entries" not in write()

@@ -103,9 +103,26 @@ async def test_room_checkpoints(store: Any) -> None:
     await store.save_rooms([{"id": "ROOM01", "v": 2}, {"id": "ROOM02", "v": 1}])
     await store.save_rooms([])
     rooms = sorted(await store.load_rooms(), key=lambda r: r["id"])
-    assert rooms == [{"id": "ROOM01", "v": 2}, {"id": "ROOM02", "v": 1}]
+    assert rooms == [{"id": "ROOM01", "v": 2, "entries": []}, {"id": "ROOM02", "v": 1, "entries": []}]
     await store.delete_room("ROOM01")
     assert [r["id"] for r in await store.load_rooms()] == ["ROOM02"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_entries_are_added_to_what_is_stored(store: Any) -> None:
+    """A checkpoint that says how many entries are stored already adds only the rest; one that says nothing
+    replaces them all (a new, shorter game leaves none of the old one behind). Deleting the room removes its
+    entries: a checkpoint that then claims them loads with its entries cut short (restoring the game refuses it)."""
+    moves = [{"player": "ann", "die": n, "at": f"t{n}"} for n in range(1, 6)]
+    await store.save_rooms([{"id": "ROOM01", "game_id": "G1", "entries": moves[:2]}])
+    await store.save_rooms([{"id": "ROOM01", "game_id": "G1", "entries": moves[:4], "stored_entries": 2}])
+    await store.save_rooms([{"id": "ROOM01", "game_id": "G1", "entries": moves, "stored_entries": 4}])
+    assert await store.load_rooms() == [{"id": "ROOM01", "game_id": "G1", "entries": moves}]
+    await store.save_rooms([{"id": "ROOM01", "game_id": "G2", "entries": [{"forfeit": "bob"}]}])
+    assert await store.load_rooms() == [{"id": "ROOM01", "game_id": "G2", "entries": [{"forfeit": "bob"}]}]
+    await store.delete_room("ROOM01")
+    await store.save_rooms([{"id": "ROOM01", "game_id": "G2", "entries": [{"forfeit": "bob"}, moves[0]], "stored_entries": 1}])
+    assert await store.load_rooms() == [{"id": "ROOM01", "game_id": "G2", "entries": []}]
 
 
 @pytest_twisted.ensureDeferred

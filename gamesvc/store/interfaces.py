@@ -63,10 +63,15 @@ class IStore(Interface):
 
     # Room checkpoints, for restarts
     def save_rooms(snapshots: list) -> object:
-        """Insert or replace rooms' checkpoints (each snapshot has its room's `id`), in one round trip."""
+        """Insert or replace rooms' checkpoints in bulk.
+
+        Each snapshot has its room's `id` and may have `entries`, a list that only grows during a game, and
+        `stored_entries`: how many of those entries an earlier save_rooms of this room already stored (the
+        store may skip writing them again). Loading gives back the snapshot without `stored_entries`.
+        """
 
     def delete_room(room_id: str) -> object:
         """Remove a room's checkpoint (no error when absent)."""
 
     def load_rooms() -> object:
-        """Every stored room checkpoint."""
+        """Every stored room checkpoint, each with its `entries` (an empty list when it was saved without)."""

@@ -130,7 +130,13 @@ class MemoryStore:
     async def save_rooms(self, snapshots: list) -> None:
         self._check()
         for snapshot in snapshots:
-            self.rooms[snapshot["id"]] = copy.deepcopy(snapshot)
+            # Like the MongoDB store: the first `stored_entries` entries are the ones stored already, and when
+            # some of those are missing the entries end there.
+            snapshot = copy.deepcopy(snapshot)
+            kept = snapshot.pop("stored_entries", 0)
+            stored = self.rooms.get(snapshot["id"], {}).get("entries", [])[:kept]
+            snapshot["entries"] = stored + snapshot.get("entries", [])[kept:] if len(stored) == kept else stored
+            self.rooms[snapshot["id"]] = snapshot
 
     @deferred
     async def delete_room(self, room_id: str) -> None:

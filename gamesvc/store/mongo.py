@@ -3,7 +3,7 @@
 It works against a real MongoDB (standalone or replica set) and against the embedded
 `nx-27017` server. Every call has a deadline (`timeout`) and any connection trouble is
 reported as `StoreUnavailable`; txmongo reconnects by itself when the server returns.
-Only plain equality, `$exists`, `$inc`, `$set` and sorts are used, which both servers support.
+Only plain equality, `$in`, `$exists`, `$inc`, `$set` and sorts are used, which both servers support.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class MongoStore:
         await self._call(db.sessions.create_index(qf.sort(qf.ASCENDING("expires")), expireAfterSeconds=0))
         await self._call(db.user_games.create_index(qf.sort(qf.ASCENDING("user") + qf.DESCENDING("ended"))))
         await self._call(db.games.create_index(qf.sort(qf.ASCENDING("counted"))))
+        await self._call(db.rooms.create_index(qf.sort(qf.ASCENDING("move_of")), sparse=True))
         self._indexed = True
 
     @deferred
@@ -212,23 +213,51 @@ class MongoStore:
     async def mark_counted(self, game_id: str) -> None:
         await self._call(self._db.games.update_one({"_id": game_id}, {"$set": {"counted": True}}))
 
-    # Room checkpoints
+    # Room checkpoints. A room's entries (its game's moves) grow with every roll, so they are not part of the
+    # room's document, which would then be rewritten whole each time: each entry is a small document of its own
+    # (_id "<room>:<n>", `move_of` the room), written once, and the room's document counts how many belong to it.
+    # Both kinds live in the `rooms` collection so that one bulk write (one round trip) saves a batch of rooms.
 
     @deferred
     async def save_rooms(self, snapshots: list) -> None:
-        # One bulk write for many rooms: a round trip each would cost the store several times more.
-        requests = [ReplaceOne({"_id": snap["id"]}, dict(snap, _id=snap["id"]), upsert=True) for snap in snapshots]
-        if requests:
-            await self._call(self._db.rooms.bulk_write(requests, ordered=False))
+        moves, rooms = [], []
+        for snap in snapshots:
+            room_id, entries = snap["id"], snap.get("entries", [])
+            for n in range(snap.get("stored_entries", 0), len(entries)):
+                move = {"_id": f"{room_id}:{n}", "move_of": room_id, "n": n, "entry": entries[n]}
+                moves.append(ReplaceOne({"_id": move["_id"]}, move, upsert=True))
+            head = {k: v for k, v in snap.items() if k not in ("entries", "stored_entries")}
+            rooms.append(ReplaceOne({"_id": room_id}, dict(head, _id=room_id, entry_count=len(entries)), upsert=True))
+        if rooms:
+            # Ordered, moves first: a room's document never counts an entry that is not stored yet.
+            await self._call(self._db.rooms.bulk_write(moves + rooms, ordered=True))
 
     @deferred
     async def delete_room(self, room_id: str) -> None:
         await self._call(self._db.rooms.delete_one({"_id": room_id}))
+        await self._call(self._db.rooms.delete_many({"move_of": room_id}))
 
     @deferred
     async def load_rooms(self) -> list[dict]:
-        docs = await self._call(self._db.rooms.find({}))
-        return [{k: v for k, v in d.items() if k != "_id"} for d in docs]
+        heads, moves = [], {}
+        for doc in await self._call(self._db.rooms.find({})):
+            if "move_of" in doc:
+                moves.setdefault(doc["move_of"], {})[doc["n"]] = doc["entry"]
+            else:
+                heads.append(doc)
+        rooms = []
+        for head in heads:
+            have = moves.pop(head["_id"], {})
+            # Entries past the count are left from an earlier game in the room (or a write cut short); a missing
+            # one makes the entries end early, which restoring the game detects.
+            entries = []
+            while len(entries) < head.get("entry_count", 0) and len(entries) in have:
+                entries.append(have[len(entries)])
+            rooms.append(dict({k: v for k, v in head.items() if k not in ("_id", "entry_count")}, entries=entries))
+        if moves:
+            # Moves of rooms that are gone: a crash came between deleting a room and its moves.
+            await self._call(self._db.rooms.delete_many({"move_of": {"$in": list(moves)}}))
+        return rooms
 
 
 def _record(doc: dict) -> dict:
