@@ -129,3 +129,15 @@ async def test_room_entries_are_added_to_what_is_stored(store: Any) -> None:
 async def test_ping(store: Any) -> None:
     """A running store answers a ping."""
     await store.ping()
+
+
+@pytest_twisted.ensureDeferred
+async def test_checkpoints_of_the_previous_format_still_load(store: Any) -> None:
+    """A room checkpoint written before entries had documents of their own (entries inside the room's document,
+    no entry_count) loads with those entries, so an upgrade's restart keeps its games."""
+    moves = [{"player": "ann", "die": 3}]
+    if hasattr(store, "_db"):
+        await store._db.rooms.insert_one({"_id": "ROOM01", "id": "ROOM01", "game_id": "G1", "entries": moves})
+    else:
+        store.rooms["ROOM01"] = {"id": "ROOM01", "game_id": "G1", "entries": moves}
+    assert await store.load_rooms() == [{"id": "ROOM01", "game_id": "G1", "entries": moves}]

@@ -253,6 +253,8 @@ class MongoStore:
             entries = []
             while len(entries) < head.get("entry_count", 0) and len(entries) in have:
                 entries.append(have[len(entries)])
+            if "entry_count" not in head:
+                entries = head.get("entries", [])  # written by gamesvc before entries had documents of their own
             rooms.append(dict({k: v for k, v in head.items() if k not in ("_id", "entry_count")}, entries=entries))
         if moves:
             # Moves of rooms that are gone: a crash came between deleting a room and its moves.
