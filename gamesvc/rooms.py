@@ -489,6 +489,9 @@ class RoomService:
         """A room as plain data: seats, game, turn time left, a result not yet stored, and the chat tail when asked."""
         now = self._clock.seconds()
         pending = self._results.pending.get(room.game_id) if room.game_id and room.status == FINISHED else None
+        game = room.game.to_dict(record=False) if room.game is not None else None
+        if game is not None and room.game.board is DEFAULT_BOARD:
+            del game["board"]  # the default when restoring: not written again with every roll
         return {
             "id": room.id,
             "name": room.name,
@@ -499,12 +502,13 @@ class RoomService:
             "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
             "chat": list(room.chat) if chat else [],
             # The game without its own copy of the moves: `entries` has them (with times), and restore replays them.
-            "game": room.game.to_dict(record=False) if room.game is not None else None,
+            "game": game,
             "game_id": room.game_id,
             "started": room.started,
             "entries": list(room.entries),
             "turn_left": max(room.deadline - now, 0.0) if room.deadline is not None else None,
-            "record": pending,
+            # A result not stored yet, without its entries: they are the room's.
+            "record": {k: v for k, v in pending.items() if k != "entries"} if pending else None,
         }
 
     def restore(self, snapshot: dict[str, Any]) -> Room:
@@ -535,7 +539,7 @@ class RoomService:
             room.deadline = self._clock.seconds() + left
             room.turn_timer = self._clock.callLater(left, self._turn_expired, room)
         if snapshot.get("record"):
-            self._results.submit(snapshot["record"])
+            self._results.submit({"entries": list(snapshot["entries"]), **snapshot["record"]})
         room.last_summary = room.summary()
         log.info("room {room} restored ({status})", room=room.id, status=room.status)
         return room

@@ -122,6 +122,7 @@ def test_a_result_pending_at_shutdown_is_written_after_restart() -> None:
     users = again.raw_store.users
     assert (users["ann"]["wins"], users["ann"]["games"], users["bob"]["wins"], users["bob"]["games"]) == (1, 1, 0, 1)
     assert again.raw_store.games[snapshot["record"]["id"]]["counted"] is True
+    assert again.raw_store.games[snapshot["record"]["id"]]["entries"] == [{"forfeit": "bob", "at": snapshot["entries"][-1]["at"]}]
     # A second restart from the same checkpoint cannot count the game again.
     restarted(services, ScriptedDice())
     assert (users["ann"]["wins"], users["ann"]["games"]) == (1, 1)
