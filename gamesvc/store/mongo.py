@@ -185,9 +185,13 @@ class MongoStore:
         existing = await self._call(self._db.games.find_one({"_id": record["id"]}, projection={"counted": 1}))
         doc = dict(record, _id=record["id"], counted=bool(existing and existing.get("counted")))
         await self._call(self._db.games.replace_one({"_id": record["id"]}, doc, upsert=True))
-        for key in player_keys:
-            link = {"_id": f"{key}/{record['id']}", "user": key, "game": record["id"], "ended": record.get("ended") or ""}
-            await self._call(self._db.user_games.replace_one({"_id": link["_id"]}, link, upsert=True))
+        links = [
+            {"_id": f"{key}/{record['id']}", "user": key, "game": record["id"], "ended": record.get("ended") or ""}
+            for key in player_keys
+        ]
+        if links:
+            requests = [ReplaceOne({"_id": link["_id"]}, link, upsert=True) for link in links]
+            await self._call(self._db.user_games.bulk_write(requests, ordered=False))
 
     @deferred
     async def find_game(self, game_id: str) -> dict | None:
