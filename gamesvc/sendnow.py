@@ -22,10 +22,11 @@ def pending(transport: Any) -> int:
 
 
 def write_now(transport: Any, data: bytes) -> None:
-    """Write `data`: straight to the socket when the transport is a plain TCP connection with nothing queued,
-    the rest (or all of it, otherwise) through `transport.write`."""
+    """Write `data`: straight to the socket when the transport is a plain TCP connection (no startTLS) with
+    nothing queued, the rest (or all of it, otherwise) through `transport.write`."""
     if (
         isinstance(transport, tcp.Connection)
+        and not transport.TLS
         and transport.connected
         and not transport.disconnecting
         and not pending(transport)

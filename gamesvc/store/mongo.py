@@ -252,12 +252,13 @@ class MongoStore:
         rooms = []
         for head in heads:
             have = moves.pop(head["_id"], {})
-            # Entries past the count are left from an earlier game in the room (or a write cut short); a missing
-            # one makes the entries end early, which restoring the game detects.
-            entries = []
-            while len(entries) < head.get("entry_count", 0) and len(entries) in have:
-                entries.append(have[len(entries)])
-            if "entry_count" not in head:
+            if "entry_count" in head:
+                # Entries past the count are left from an earlier game in the room (or a write cut short); a
+                # missing one makes the entries end early, which restoring the game detects.
+                entries = []
+                while len(entries) < head["entry_count"] and len(entries) in have:
+                    entries.append(have[len(entries)])
+            else:
                 entries = head.get("entries", [])  # written by gamesvc before entries had documents of their own
             rooms.append(dict({k: v for k, v in head.items() if k not in ("_id", "entry_count")}, entries=entries))
         if moves:
