@@ -97,3 +97,18 @@ def test_other_transports_just_get_written() -> None:
     transport = StringTransport()
     write_now(transport, b"frame")
     assert transport.value() == b"frame" and pending(transport) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_that_started_tls_go_through_their_transport(reactor: Any) -> None:
+    """Once a connection has started TLS its bytes must be encrypted, so write_now leaves them to the transport
+    (they wait for the reactor instead of going to the socket as they are)."""
+    transport, client, port = await connected_pair(reactor)
+    try:
+        transport.TLS = True  # what startTLS sets; the bytes below are not really encrypted
+        write_now(transport, b"secret")
+        assert pending(transport) == 6
+        transport.TLS = False
+        assert await client.until(6) == b"secret"
+    finally:
+        await close(transport, port)
