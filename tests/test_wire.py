@@ -18,7 +18,7 @@ def reference(seconds: float) -> str:
 
 @given(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False))
 @example(1.9995)
-@example(1.9999995)  # rounds up into the next second
+@example(1.9999996)  # its microseconds round up into the next second
 @example(1764088369.0004995)
 @example(-0.5)
 @example(0.0)
