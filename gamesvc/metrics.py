@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -15,15 +15,17 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Callbacks:
-    """A collector whose gauges are read from the services when scraped."""
+    """A collector whose gauges (and the hottest counter) are read from the services when scraped."""
 
     def __init__(self) -> None:
+        self.messages_out: Callable[[], int] = lambda: 0
         self.rooms_by_status: Callable[[], dict[str, int]] = dict
         self.authenticated: Callable[[], int] = lambda: 0
         self.hash_queue: Callable[[], int] = lambda: 0
         self.pending_results: Callable[[], int] = lambda: 0
 
     def collect(self) -> Any:
+        yield CounterMetricFamily("gamesvc_messages_out", "Messages sent to clients", value=self.messages_out())
         rooms = GaugeMetricFamily("gamesvc_rooms", "Open rooms by status", labels=["status"])
         counts = self.rooms_by_status()
         for status in ("waiting", "playing", "finished"):
@@ -45,7 +47,6 @@ class Metrics:
         self.connections = Gauge("gamesvc_connections", "Open WebSocket connections", registry=r)
         self.refusals = Counter("gamesvc_connections_refused", "Refused WebSocket handshakes", ["reason"], registry=r)
         self.messages_in = Counter("gamesvc_messages_in", "Requests served, by op and result", ["op", "result"], registry=r)
-        self.messages_out = Counter("gamesvc_messages_out", "Messages sent to clients", registry=r)
         self.errors = Counter("gamesvc_errors", "Error replies, by code", ["code"], registry=r)
         self.request_seconds = Histogram(
             "gamesvc_request_seconds", "Time to serve a request", registry=r,
@@ -57,9 +58,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.store_failures = Counter("gamesvc_store_failures", "Store calls that failed", ["call"], registry=r)
+        # Messages sent: a plain int rather than a Counter (whose lock costs 2 % of the CPU at one inc per frame).
+        self.messages_out = 0
         self.callbacks = _Callbacks()
+        self.callbacks.messages_out = lambda: self.messages_out
         r.register(self.callbacks)  # type: ignore[arg-type]
-        self._out = self.messages_out  # bound once: message_out runs for every frame sent
 
     def connection_opened(self) -> None:
         """Count an opened connection."""
@@ -80,7 +83,7 @@ class Metrics:
 
     def message_out(self) -> None:
         """Count a message sent to a client."""
-        self._out.inc()
+        self.messages_out += 1
 
     def error(self, code: str) -> None:
         """Count an error reply."""

@@ -34,7 +34,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 @pytest_twisted.ensureDeferred
 async def test_metrics_parse_and_count(reactor: Any, running: Running) -> None:
-    """/metrics parses as Prometheus text and counts connections, requests by op, errors, rooms and store calls."""
+    """/metrics parses as Prometheus text and counts connections, requests by op, messages sent, errors, rooms and
+    store calls."""
     client = await WsClient.connect(reactor, running.ws_url)
     await client.ok("ping")
     await client.ok("signup", username="metered", password="password1")
@@ -50,6 +51,8 @@ async def test_metrics_parse_and_count(reactor: Any, running: Running) -> None:
     assert found[("gamesvc_rooms", (("status", "waiting"),))] == 1
     assert found[("gamesvc_authenticated_connections", ())] == 1
     assert found[("gamesvc_store_seconds_count", (("call", "insert_user"),))] == 1
+    # Four replies and the events before the last of them: everything this only client was sent.
+    assert found[("gamesvc_messages_out_total", ())] == 4 + len(client.events) and client.events
     assert not any(name.startswith("gamesvc") and "fly" in str(labels) for name, labels in found)
     await client.close()
 
