@@ -37,6 +37,7 @@ def iso(seconds: float) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _whole_second(seconds: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` of a whole POSIX second (a few are cached: the current one, mostly)."""
     m = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
 
