@@ -489,9 +489,6 @@ class RoomService:
         """A room as plain data: seats, game, turn time left, a result not yet stored, and the chat tail when asked."""
         now = self._clock.seconds()
         pending = self._results.pending.get(room.game_id) if room.game_id and room.status == FINISHED else None
-        game = room.game.to_dict(record=False) if room.game is not None else None
-        if game is not None and room.game.board is DEFAULT_BOARD:
-            del game["board"]  # the default when restoring: not written again with every roll
         return {
             "id": room.id,
             "name": room.name,
@@ -501,8 +498,9 @@ class RoomService:
             "version": room.version,
             "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
             "chat": list(room.chat) if chat else [],
-            # The game without its own copy of the moves: `entries` has them (with times), and restore replays them.
-            "game": game,
+            # The game without its own copy of the moves (`entries` has them, with times; restore replays them), nor
+            # the default board, which restore assumes: neither is written again with every roll.
+            "game": room.game.to_dict(record=False, default_board=False) if room.game is not None else None,
             "game_id": room.game_id,
             "started": room.started,
             "entries": list(room.entries),

@@ -536,6 +536,19 @@ def test_snapshot_shape() -> None:
     }
 
 
+def test_snapshot_without_the_default_board() -> None:
+    """to_dict(default_board=False) leaves out the default board and from_dict takes it back; a game on another
+    board keeps its board in the snapshot."""
+    game, _ = new_game(6)
+    game.roll("alice")
+    snapshot = game.to_dict(default_board=False)
+    assert "board" not in snapshot and snapshot == {k: v for k, v in game.to_dict().items() if k != "board"}
+    assert DiceRace.from_dict(snapshot).to_dict() == game.to_dict()
+    other, _ = new_game(2, board=Board(ladders={2: 97}))
+    other.roll("alice")
+    assert other.to_dict(default_board=False)["board"] == Board(ladders={2: 97}).to_json()
+
+
 def test_a_tampered_snapshot_is_refused() -> None:
     """from_dict refuses a snapshot whose fields disagree with its own record, or that is malformed."""
     game, _ = new_game(4, 2)

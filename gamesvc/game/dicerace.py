@@ -408,22 +408,24 @@ class DiceRace:
         """Return every roll and forfeit so far, in order, as the stored record's entries."""
         return [event.to_json() for event in self._log]
 
-    def to_dict(self, record: bool = True) -> dict[str, Any]:
+    def to_dict(self, record: bool = True, default_board: bool = True) -> dict[str, Any]:
         """Return the whole state as plain JSON-able data for ``from_dict``.
 
         ``record=False`` leaves out the moves, for a caller that keeps them itself and passes them back
-        to ``from_dict`` as ``record``.
+        to ``from_dict`` as ``record``. ``default_board=False`` leaves out the board when it is
+        ``DEFAULT_BOARD``, which ``from_dict`` assumes when none is given.
         """
-        state: dict[str, Any] = {
-            "players": list(self._order),
-            "board": self._board.to_json(),
-            "positions": dict(self._positions),
-            "current": self._current,
-            "sixes": self._sixes,
-            "turn_start": self._turn_start,
-            "forfeited": list(self._forfeited),
-            "winner": self._winner,
-        }
+        state: dict[str, Any] = {"players": list(self._order)}
+        if default_board or self._board is not DEFAULT_BOARD:
+            state["board"] = self._board.to_json()
+        state.update(
+            positions=dict(self._positions),
+            current=self._current,
+            sixes=self._sixes,
+            turn_start=self._turn_start,
+            forfeited=list(self._forfeited),
+            winner=self._winner,
+        )
         if record:
             state["record"] = self.record_entries()
         return state
