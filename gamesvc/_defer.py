@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -19,10 +19,3 @@ def deferred(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Deferre
 
     return wrapper
 
-
-async def gather(awaitables: list[Awaitable[Any]]) -> list[Any]:
-    """Await several Deferreds/coroutines concurrently; the first failure is raised."""
-    from twisted.internet.defer import ensureDeferred, gatherResults
-
-    results = await gatherResults([ensureDeferred(a) for a in awaitables], consumeErrors=True)
-    return list(results)

@@ -7,62 +7,65 @@ Times are POSIX seconds (floats) at this interface; a store may keep them as dat
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
 
 class IStore(Interface):
     """Users, sessions, game records and room checkpoints."""
 
-    def start() -> object:
+    def start() -> Deferred[None]:
         """Connect and make sure the indexes exist; fires when ready or fails as unavailable."""
 
-    def stop() -> object:
+    def stop() -> Deferred[None]:
         """Disconnect."""
 
-    def ping() -> object:
+    def ping() -> Deferred[None]:
         """Fire when the store answers; fail with StoreUnavailable otherwise."""
 
     # Users: {"key", "username", "password_hash" (bytes), "wins", "games", "created"}
-    def insert_user(user: dict) -> object:
+    def insert_user(user: dict) -> Deferred[None]:
         """Add a user; DuplicateKey when `key` (the normalised username) exists."""
 
-    def find_user(key: str) -> object:
+    def find_user(key: str) -> Deferred[dict[str, Any] | None]:
         """The user with this normalised name, or None."""
 
-    def leaderboard(limit: int) -> object:
+    def leaderboard(limit: int) -> Deferred[list[dict[str, Any]]]:
         """Up to `limit` users as {"username","wins","games"}: wins desc, games asc, name asc."""
 
-    def apply_result(game_id: str, key: str, won: bool) -> object:
+    def apply_result(game_id: str, key: str, won: bool) -> Deferred[bool]:
         """Add one game (and a win when `won`) to a user, at most once per `game_id`; True if applied now."""
 
     # Sessions: {"token_hash", "user", "expires"}
-    def insert_session(session: dict) -> object:
+    def insert_session(session: dict) -> Deferred[None]:
         """Add a session."""
 
-    def find_session(token_hash: str) -> object:
+    def find_session(token_hash: str) -> Deferred[dict[str, Any] | None]:
         """The session with this token hash, or None (expired ones may still be returned)."""
 
-    def delete_session(token_hash: str) -> object:
+    def delete_session(token_hash: str) -> Deferred[None]:
         """Remove a session (no error when absent)."""
 
     # Game records: the record of `gamesvc.rooms` plus a `counted` flag
-    def save_game(record: dict, player_keys: list) -> object:
+    def save_game(record: dict, player_keys: list) -> Deferred[None]:
         """Insert or replace a game record by its `id` (idempotent), indexed by its players' keys."""
 
-    def find_game(game_id: str) -> object:
+    def find_game(game_id: str) -> Deferred[dict[str, Any] | None]:
         """The game record with this id, or None."""
 
-    def games_for_user(key: str, limit: int) -> object:
+    def games_for_user(key: str, limit: int) -> Deferred[list[dict[str, Any]]]:
         """The user's most recent game records, newest first."""
 
-    def uncounted_games() -> object:
+    def uncounted_games() -> Deferred[list[dict[str, Any]]]:
         """Records whose results were not yet applied to every player's stats."""
 
-    def mark_counted(game_id: str) -> object:
+    def mark_counted(game_id: str) -> Deferred[None]:
         """Note that a record's results have been applied."""
 
     # Room checkpoints, for restarts
-    def save_rooms(snapshots: list) -> object:
+    def save_rooms(snapshots: list) -> Deferred[None]:
         """Insert or replace rooms' checkpoints in bulk.
 
         Each snapshot has its room's `id` and may have `entries`, a list that only grows during a game, and
@@ -70,8 +73,8 @@ class IStore(Interface):
         store may skip writing them again). Loading gives back the snapshot without `stored_entries`.
         """
 
-    def delete_room(room_id: str) -> object:
+    def delete_room(room_id: str) -> Deferred[None]:
         """Remove a room's checkpoint (no error when absent)."""
 
-    def load_rooms() -> object:
+    def load_rooms() -> Deferred[list[dict[str, Any]]]:
         """Every stored room checkpoint, each with its `entries` (an empty list when it was saved without)."""

@@ -243,7 +243,8 @@ class MongoStore:
 
     @deferred
     async def load_rooms(self) -> list[dict]:
-        heads, moves = [], {}
+        heads: list[dict] = []
+        moves: dict[str, dict[int, dict]] = {}
         for doc in await self._call(self._db.rooms.find({})):
             if "move_of" in doc:
                 moves.setdefault(doc["move_of"], {})[doc["n"]] = doc["entry"]
@@ -255,7 +256,7 @@ class MongoStore:
             if "entry_count" in head:
                 # Entries past the count are left from an earlier game in the room (or a write cut short); a
                 # missing one makes the entries end early, which restoring the game detects.
-                entries = []
+                entries: list[dict] = []
                 while len(entries) < head["entry_count"] and len(entries) in have:
                     entries.append(have[len(entries)])
             else:
