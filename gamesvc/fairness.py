@@ -95,14 +95,20 @@ def message(client_seeds: Sequence[str], n: int, round_: int) -> bytes:
 
 def die(server_seed: bytes, client_seeds: Sequence[str], n: int) -> int:
     """The die (1-6) of roll ``n`` of a game."""
-    round_ = 0
-    while True:
-        digest = hmac.new(server_seed, message(client_seeds, n, round_), hashlib.sha256).digest()
+    return first_die(
+        hmac.new(server_seed, message(client_seeds, n, round_), hashlib.sha256).digest()
+        for round_ in range(MAX_ROUND + 1)
+    )
+
+
+def first_die(digests: Iterable[bytes]) -> int:
+    """The die of the first accepted byte (< 252) of the rounds' digests, taken in order."""
+    for digest in digests:
         for byte in digest:
             if byte < ACCEPT_BELOW:
                 return byte % FACES + 1
         # All 32 bytes were 252 or more (odds of 1 in 2**160): the next round gives 32 new bytes.
-        round_ += 1
+    raise ValueError("no round gave an accepted byte")
 
 
 class Dice:
@@ -172,7 +178,10 @@ def verify_record(record: Mapping[str, Any]) -> list[str]:
         return problems + ["the record has no entries"]
     n = 0
     for index, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or "forfeit" in entry:
+        if not isinstance(entry, Mapping):
+            problems.append(f"entry {index} is not an object")
+            continue
+        if "forfeit" in entry:
             continue
         if entry.get("n") != n:
             problems.append(f"entry {index}: roll number {entry.get('n')!r} where {n} was due")
