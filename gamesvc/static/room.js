@@ -54,7 +54,7 @@ export function roomView(ctx, { id }) {
   let syncTimer = null;
   // Provably fair dice: the commit shown before the game, and the dice seen live by roll number.
   let commitBefore = null;
-  let seenDice = new Map();
+  let seenDice = null; // from game.started on
 
   const stored = ctx.storedRoom();
   if (stored && stored.id === id) spectateWanted = !!stored.spectate;
@@ -81,6 +81,7 @@ export function roomView(ctx, { id }) {
   const progress = h('progress', { class: 'turn-progress', max: 1, value: 0, 'aria-hidden': 'true' });
   const rollBtn = h('button', { type: 'button', id: 'roll', class: 'btn btn-primary btn-roll', testid: 'roll', disabled: true }, 'Roll');
 
+  const verdict = verdictView();
   const overTitle = h('h2', { tabindex: '-1' }, 'Game over');
   const overWinner = h('p', { class: 'winner', testid: 'winner' });
   const overList = h('ol', { class: 'standings' });
@@ -109,7 +110,6 @@ export function roomView(ctx, { id }) {
     h('p', { class: 'hint' }, 'Mixed into every die of the next game, so the server cannot pick the dice. '
       + 'Keep this random one or type your own.'));
   const commitEl = h('p', { class: 'hint fairness-commit', testid: 'commit', hidden: true });
-  const verdict = verdictView();
 
   const chatLog = h('ol', { class: 'chat-log', testid: 'chat-log', 'aria-label': 'Chat messages', tabindex: '0' });
   const chatInput = h('input', {
@@ -553,11 +553,22 @@ export function roomView(ctx, { id }) {
     }
   }
 
-  /** Fetch the stored record of a game that just ended and check its dice (docs/fairness.md). */
-  async function checkFairness(game, commit, seen) {
+  /** Check the dice of a game that just ended (docs/fairness.md): from the events when this page saw every roll,
+   * else from the stored record. */
+  async function checkFairness(over, commit, seen) {
+    const game = over.game;
     verdict.checking();
+    const order = state && Array.isArray(state.order) ? state.order : [];
+    const numbers = seen ? [...seen.keys()].sort((a, b) => a - b) : [];
+    if (seen && over.fairness && order.length && numbers.every((n, i) => n === i)) {
+      const entries = numbers.map((n) => ({ n, dice: seen.get(n) }));
+      const result = await verifyRecord({ players: order, fairness: over.fairness, entries }, { commit });
+      if (!unmounted && gameId === game) verdict.show(result);
+      return;
+    }
     let record = null;
-    // The record is written just after game.over: wait for it a little.
+    // The record is written just after game.over: give it a moment, then wait for it a little more.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     for (let attempt = 0; attempt < 20 && !unmounted && !record; attempt += 1) {
       try {
         record = (await api('GET', `/api/games/${encodeURIComponent(game)}`)).game || null;
@@ -642,7 +653,7 @@ export function roomView(ctx, { id }) {
       case 'game.rolled': {
         if (msg.room !== id) break;
         clearTimeout(syncTimer);
-        if (Number.isInteger(msg.n)) seenDice.set(msg.n, msg.dice);
+        if (seenDice && Number.isInteger(msg.n)) seenDice.set(msg.n, msg.dice);
         die.show(msg.dice, { roll: true });
         board.move(msg.player, Number(msg.from) || 0, Number(msg.dice), Number(msg.to) || 0);
         const text = describeRoll(msg, me());
@@ -674,8 +685,9 @@ export function roomView(ctx, { id }) {
         if (state) state = { ...state, status: 'finished', turn: null, winner };
         ctx.announce(winner === me() ? 'Game over. You won!' : `Game over. ${winner || 'Nobody'} won.`);
         render();
-        if (msg.game) checkFairness(msg.game, commitBefore, seenDice);
+        if (msg.game) checkFairness(msg, commitBefore, seenDice);
         commitBefore = null;
+        seenDice = null;
         break;
       }
       case 'room.closed': {
