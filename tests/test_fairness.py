@@ -302,3 +302,28 @@ async def test_a_restored_game_keeps_rolling_the_committed_dice() -> None:
     restored = again["alice"].events("game.rolled")
     assert [r["dice"] for r in restored] == original
     assert [r["n"] for r in restored] == list(range(6, 12))
+
+
+def test_a_checkpoint_from_before_fair_dice_restores_with_fresh_seeds() -> None:
+    """A checkpoint without seeds (written by an older version) restores: the room gets a fresh commit, and its
+    running game rolls on with fresh seeds and a full fairness object (whose earlier dice then do not verify)."""
+    services = memory_services(random_bytes=random.Random(10).randbytes)
+    rooms = services.rooms
+    alice, bob = FakeMind("alice"), FakeMind("bob")
+    room_id = rooms.create(alice, "race", 2, False)["room"]["id"]
+    rooms.join(bob, room_id)
+    rooms.ready(alice, True)
+    rooms.ready(bob, True)
+    rooms.roll(alice)
+    snapshot = json.loads(json.dumps(rooms.snapshot(rooms.rooms[room_id])))
+    for key in ("server_seed", "client_seeds"):
+        del snapshot[key]
+    for player in snapshot["players"]:
+        del player["client_seed"]
+    other = memory_services(random_bytes=random.Random(11).randbytes)
+    room = other.rooms.restore(snapshot)
+    assert len(room.server_seed) == 32 and set(room.client_seeds or {}) == {"alice", "bob"}
+    again = FakeMind(room.game.current if room.game and room.game.current else "alice")
+    other.rooms.join(again, room_id)
+    other.rooms.roll(again)
+    assert again.last("game.rolled")["n"] == 1
