@@ -7,11 +7,21 @@ import copy
 import json
 from typing import Any, Callable
 
-from playwright.sync_api import expect
+import pytest
 
 from gamesvc import fairness
-from tests.browser.helpers import User
+from tests.browser.helpers import User, require_browser
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture says why (skip, or fail under GAMESVC_REQUIRE_BROWSER=1)
+    if require_browser():
+        raise
+    pytest.skip("playwright is not installed: pip install -e '.[test]'", allow_module_level=True)
+
 from tests.browser.test_client import body, create_room, roll, seat, sign_up_in_browser, whose_turn
+
+pytestmark = pytest.mark.browser
 
 KNOWN_ANSWERS_JS = """async () => {
   const f = await import('/fairness.js');
