@@ -93,7 +93,7 @@ class Room:
         return {"id": self.id, "name": self.name, "seats": self.seats, "players": len(self.players), "status": self.status}
 
     def state(self) -> dict[str, Any]:
-        """The contract's RoomState, plus the game's board, order, deadline, winner and record id."""
+        """The contract's RoomState, plus the game's board, order, deadline, winner, record id and dice commitment."""
         positions = self.game.positions if self.game is not None else {}
         return {
             "id": self.id,

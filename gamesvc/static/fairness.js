@@ -61,7 +61,8 @@ export async function dieOf(key, seeds, n) {
 
 /**
  * Check a stored game record. Options: `commit`, the commit this client was shown before the game; `seen`, a Map
- * of roll number -> die this client saw live. Resolves to {ok, problems, dice}.
+ * of roll number -> die this client saw live. Resolves to {ok, problems, dice}, or {ok: false, unverifiable: text}
+ * when there is nothing this page can check.
  */
 export async function verifyRecord(record, options = {}) {
   try {
@@ -75,13 +76,13 @@ async function check(record, { commit = null, seen = null }) {
   const problems = [];
   const done = (dice = 0) => ({ ok: problems.length === 0, problems, dice });
   const fair = record && record.fairness;
+  // Nothing to check is not a failed check: say so plainly instead of warning.
   if (!fair || typeof fair !== 'object') {
-    problems.push('This game has no fairness data (it was played before provably fair dice).');
-    return done();
+    return { ok: false, unverifiable: 'This game was played before provably fair dice: it has nothing to check.' };
   }
-  if (!(crypto && crypto.subtle)) {
-    problems.push('This browser cannot check here (WebCrypto needs HTTPS); use python -m gamesvc.fairness.');
-    return done();
+  if (!(globalThis.crypto && crypto.subtle)) {
+    return { ok: false, unverifiable: 'This page cannot check the dice (WebCrypto needs HTTPS or localhost); '
+      + 'use python -m gamesvc.fairness verify.' };
   }
   if (fair.scheme !== SCHEME || fair.version !== VERSION) {
     problems.push(`Unknown scheme ${fair.scheme} version ${fair.version}.`);
@@ -128,6 +129,10 @@ export function verdictView() {
       el.replaceChildren(h('p', null, 'Checking the dice…'));
     },
     show(result) {
+      if (result.unverifiable) {
+        this.unavailable(result.unverifiable);
+        return;
+      }
       el.hidden = false;
       el.dataset.verdict = result.ok ? 'verified' : 'failed';
       el.className = result.ok ? 'fairness fairness-ok' : 'fairness fairness-failed';

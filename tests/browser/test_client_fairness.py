@@ -93,7 +93,8 @@ def serve(text: str) -> Callable[[Any], None]:
 
 def test_a_tampered_record_shows_the_warning(users: Callable[..., User], screenshot: Callable[..., Any]) -> None:
     """A real game ends 'verified fair' for both players and in its replay; the same replay served with one die
-    changed, or with another server seed, shows the warning (an alert naming the problem) instead."""
+    changed, or with another server seed, shows the warning (an alert naming the problem) instead; a record without
+    fairness data gets a plain note."""
     alice, bob = users("alice"), users("bob")
     game_id = play_a_game(alice, bob)
     for user in (alice, bob):
@@ -124,5 +125,13 @@ def test_a_tampered_record_shows_the_warning(users: Callable[..., User], screens
         expect(warning).to_contain_text(problem)
         alice.page.unroute(f"**/api/games/{game_id}")
     screenshot(alice.page, "replay-tampered", docs=False)
+
+    # A record from before fair dice has nothing to check: a plain note, not the warning.
+    legacy = {k: v for k, v in record.items() if k != "fairness"}
+    alice.page.route(f"**/api/games/{game_id}", serve(json.dumps({"game": legacy})))
+    alice.page.goto("/#/lobby")
+    alice.page.goto(f"/#/replay/{game_id}")
+    expect(alice.tid("fairness")).to_have_attribute("data-verdict", "unavailable")
+    expect(alice.tid("fairness")).to_contain_text("before provably fair dice")
     for user in (alice, bob):
         user.console.assert_clean()
