@@ -72,8 +72,9 @@ class Room:
     deadline: float | None = None
     turn_timer: IDelayedCall | None = None
     last_summary: dict | None = None
-    # The secret of the next (or current) game's dice: only its SHA-256 is shown until game.over.
-    server_seed: bytes = b""
+    # The secret of the next (or current) game's dice: only its SHA-256 is shown until game.over. The service sets
+    # it from its injected RNG; the default only ensures that no room, however made, plays without a commitment.
+    server_seed: bytes = attrs.Factory(lambda: secrets.token_bytes(fairness.SEED_BYTES))
     # The players' seeds of the current game, fixed when it starts.
     client_seeds: dict[str, str] | None = None
 
