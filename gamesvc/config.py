@@ -169,7 +169,7 @@ class Settings:
         "seconds a changed room may wait for its checkpoint write (0: at once; a crash loses at most this much play)",
     )
     dice_seed: int | None = option(
-        None, _optional_int, "TESTING ONLY: roll dice from a seeded PRNG instead of the OS's secure RNG"
+        None, _optional_int, "TESTING ONLY: draw the fair dice's server seeds (and drawn client seeds) from a seeded PRNG"
     )
 
     # Runtime

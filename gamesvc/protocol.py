@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gamesvc import args, sendnow
+from gamesvc import fairness
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
@@ -487,9 +488,12 @@ async def _room_leave(conn: GameProtocol, message: dict) -> None:
 
 
 @op("room.ready")
-async def _room_ready(conn: GameProtocol, message: dict) -> None:
-    conn.factory.services.rooms.ready(conn, args.boolean(message, "ready", default=True))
-    return None
+async def _room_ready(conn: GameProtocol, message: dict) -> dict:
+    ready = args.boolean(message, "ready", default=True)
+    client_seed = args.text(message, "client_seed", min_len=1, max_len=fairness.CLIENT_SEED_MAX, default=None)
+    if client_seed is not None and not fairness.valid_client_seed(client_seed):
+        raise bad_request("client_seed must be 1 to 64 printable ASCII characters")
+    return conn.factory.services.rooms.ready(conn, ready, client_seed)
 
 
 @op("room.chat")

@@ -17,9 +17,10 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from gamesvc import fairness
 from gamesvc.config import Settings
 from gamesvc.errors import GameError
-from gamesvc.game import DEFAULT_BOARD, DiceRace, secure_die
+from gamesvc.game import DEFAULT_BOARD, DiceRace
 from gamesvc.interfaces import IMind
 from gamesvc.results import ResultWriter
 from gamesvc.wire import Outgoing, iso
@@ -41,6 +42,8 @@ class Seat:
     ready: bool = False
     mind: Any = None
     grace: IDelayedCall | None = None
+    # The seed this player adds to the next game's dice, set when they ready up.
+    client_seed: str | None = None
 
     def cancel_grace(self) -> None:
         """Stop the reconnection countdown."""
@@ -69,6 +72,11 @@ class Room:
     deadline: float | None = None
     turn_timer: IDelayedCall | None = None
     last_summary: dict | None = None
+    # The secret of the next (or current) game's dice: only its SHA-256 is shown until game.over. The service sets
+    # it from its injected RNG; the default only ensures that no room, however made, plays without a commitment.
+    server_seed: bytes = attrs.Factory(lambda: secrets.token_bytes(fairness.SEED_BYTES))
+    # The players' seeds of the current game, fixed when it starts.
+    client_seeds: dict[str, str] | None = None
 
     def seat_of(self, key: str) -> Seat | None:
         """The seat this user holds here, if any."""
@@ -86,7 +94,7 @@ class Room:
         return {"id": self.id, "name": self.name, "seats": self.seats, "players": len(self.players), "status": self.status}
 
     def state(self) -> dict[str, Any]:
-        """The contract's RoomState, plus the game's board, order, deadline, winner and record id."""
+        """The contract's RoomState, plus the game's board, order, deadline, winner, record id and dice commitment."""
         positions = self.game.positions if self.game is not None else {}
         return {
             "id": self.id,
@@ -112,15 +120,18 @@ class Room:
             "deadline": iso(self.deadline) if self.deadline is not None else None,
             "winner": self.game.winner if self.game is not None else None,
             "game": self.game_id,
+            "fairness": {
+                "scheme": fairness.SCHEME, "version": fairness.VERSION, "commit": fairness.commit_of(self.server_seed)
+            },
         }
 
 
-def default_dice(settings: Settings) -> Callable[[], int]:
-    """The die: the OS's secure RNG, or a seeded PRNG when a test asks for one."""
+def default_random_bytes(settings: Settings) -> Callable[[int], bytes]:
+    """The source of server seeds (and of client seeds drawn for players): the OS's secure RNG, or a seeded PRNG
+    when a test fixes the seeds with --dice-seed."""
     if settings.dice_seed is None:
-        return secure_die
-    rng = random.Random(settings.dice_seed)
-    return lambda: rng.randint(1, 6)
+        return secrets.token_bytes
+    return random.Random(settings.dice_seed).randbytes
 
 
 class RoomService:
@@ -134,11 +145,14 @@ class RoomService:
         dice: Callable[[], int] | None = None,
         choose: Callable[[str], str] = secrets.choice,
         new_game_id: Callable[[], str] = lambda: secrets.token_hex(8),
+        random_bytes: Callable[[int], bytes] | None = None,
     ) -> None:
         self._clock = clock
         self._settings = settings
         self._results = results
-        self._dice = dice or default_dice(settings)
+        # A die injected by rules tests replaces the fair dice (the records then fail verification); else None.
+        self._dice = dice
+        self._random_bytes = random_bytes or default_random_bytes(settings)
         self._choose = choose
         self._new_game_id = new_game_id
         self.rooms: dict[str, Room] = {}
@@ -193,6 +207,7 @@ class RoomService:
             raise GameError("unavailable", "the server has as many rooms as it allows; try again later")
         self._leave_spectating(mind)
         room = Room(self._new_room_id(), name, seats, private, deque(maxlen=self._settings.chat_history))
+        room.server_seed = self._random_bytes(fairness.SEED_BYTES)
         self.rooms[room.id] = room
         self._seat(room, Seat(account.key, account.username, mind=mind))
         log.info("room {room} created by {user}", room=room.id, user=account.username)
@@ -342,23 +357,32 @@ class RoomService:
 
     # Ready and chat
 
-    def ready(self, mind: IMind, ready: bool) -> None:
-        """Mark a player (not) ready; the game starts when every seated player, at least two, is ready."""
+    def ready(self, mind: IMind, ready: bool, client_seed: str | None = None) -> dict[str, Any]:
+        """Mark a player (not) ready with the seed they add to the dice (drawn for them when None); the game starts
+        when every seated player, at least two, is ready. Returns the player's client seed when ready."""
         room, seat = self._player(mind)
         if room.status == PLAYING:
             raise GameError("game_in_progress", "the game is already running")
         if room.status == FINISHED:
             if not ready:
-                return
-            # A rematch: back to waiting with positions reset.
+                return {}
+            # A rematch: back to waiting with positions reset, and a fresh commitment for the new game.
             room.status = WAITING
             room.game = None
             room.game_id = None
             room.entries = []
             room.deadline = None
+            room.server_seed = self._random_bytes(fairness.SEED_BYTES)
+            room.client_seeds = None
         seat.ready = ready
+        if ready:
+            seat.client_seed = client_seed if client_seed is not None else fairness.draw_client_seed(self._random_bytes)
+        else:
+            seat.client_seed = None
+        reply = {"client_seed": seat.client_seed} if ready else {}
         if not self._start_if_ready(room):
             self._changed(room)
+        return reply
 
     def _start_if_ready(self, room: Room) -> bool:
         """Start the game of a waiting room whose seated players, at least two, are all ready."""
@@ -395,7 +419,10 @@ class RoomService:
 
     def _start(self, room: Room) -> None:
         order = [seat.username for seat in room.players]
-        room.game = DiceRace(order, rng=self._dice)
+        room.client_seeds = {
+            seat.username: seat.client_seed or fairness.draw_client_seed(self._random_bytes) for seat in room.players
+        }
+        room.game = DiceRace(order, rng=self._game_dice(room, order, rolled=0))
         room.game_id = self._new_game_id()
         room.started = self._clock.seconds()
         room.entries = []
@@ -403,9 +430,26 @@ class RoomService:
         self.games_started += 1
         log.info("game {game} started in room {room}", game=room.game_id, room=room.id)
         self._broadcast(
-            room, {"event": "game.started", "room": room.id, "order": order, "board": room.game.board.to_json()}
+            room,
+            {
+                "event": "game.started", "room": room.id, "order": order, "board": room.game.board.to_json(),
+                "fairness": self._fairness(room, order, reveal=False),
+            },
         )
         self._next_turn(room)
+
+    def _game_dice(self, room: Room, order: list[str], rolled: int) -> Callable[[], int]:
+        """The die of the room's game: the injected one, else the fair dice of its seeds after `rolled` rolls."""
+        if self._dice is not None:
+            return self._dice
+        assert room.client_seeds is not None
+        return fairness.Dice(room.server_seed, [room.client_seeds[name] for name in order], rolled)
+
+    def _fairness(self, room: Room, order: list[str], reveal: bool) -> dict[str, Any]:
+        """The game's `fairness` object; the server seed only when `reveal` (the game is over)."""
+        assert room.client_seeds is not None
+        commit = fairness.commit_of(room.server_seed)
+        return fairness.fairness_json(commit, order, room.client_seeds, room.server_seed if reveal else None)
 
     def _next_turn(self, room: Room) -> None:
         """Set the deadline of the current turn and announce it."""
@@ -435,7 +479,8 @@ class RoomService:
         game = room.game
         assert game is not None
         result = game.roll(game.current)  # type: ignore[arg-type]
-        event = result.to_json()
+        # `n` numbers the rolls of the game from 0: the die of roll n is recomputed from it (docs/fairness.md).
+        event = dict(result.to_json(), n=len(game.rolls) - 1)
         room.entries.append(dict(event, at=iso(self._clock.seconds()), auto=auto))
         self._broadcast(room, {"event": "game.rolled", "room": room.id, **event, "auto": auto})
         if game.finished:
@@ -473,13 +518,17 @@ class RoomService:
             "standings": standings,
             "started": iso(room.started),
             "ended": iso(now),
+            "fairness": self._fairness(room, list(game.order), reveal=True),
         }
         self.games_finished += 1
         log.info("game {game} in room {room} won by {winner}", game=room.game_id, room=room.id, winner=game.winner)
         self._results.submit(record)
         self._broadcast(
             room,
-            {"event": "game.over", "room": room.id, "winner": game.winner, "standings": standings, "game": room.game_id},
+            {
+                "event": "game.over", "room": room.id, "winner": game.winner, "standings": standings,
+                "game": room.game_id, "fairness": record["fairness"],
+            },
         )
         self._changed(room)
 
@@ -496,7 +545,13 @@ class RoomService:
             "private": room.private,
             "status": room.status,
             "version": room.version,
-            "players": [{"key": s.key, "username": s.username, "ready": s.ready} for s in room.players],
+            "players": [
+                {"key": s.key, "username": s.username, "ready": s.ready, "client_seed": s.client_seed}
+                for s in room.players
+            ],
+            # The dice's secret: checkpoints are never shown to clients, and a restored game must roll the same dice.
+            "server_seed": room.server_seed.hex(),
+            "client_seeds": room.client_seeds,
             "chat": list(room.chat) if chat else [],
             # The game without its own copy of the moves (`entries` has them, with times; restore replays them), nor
             # the default board, which restore assumes: neither is written again with every roll.
@@ -519,16 +574,26 @@ class RoomService:
         )
         if room.id in self.rooms:
             raise ValueError(f"room {room.id} is already open")
+        # A checkpoint written before fair dice has no seeds: the rest of its game rolls from fresh ones.
+        seed = snapshot.get("server_seed")
+        room.server_seed = bytes.fromhex(seed) if seed else self._random_bytes(fairness.SEED_BYTES)
+        room.client_seeds = snapshot.get("client_seeds")
+        if snapshot["game"] is not None and room.client_seeds is None:
+            room.client_seeds = {
+                name: fairness.draw_client_seed(self._random_bytes) for name in snapshot["game"]["players"]
+            }
         if snapshot["game"] is not None:
             moves = [{k: v for k, v in entry.items() if k not in ("at", "auto")} for entry in snapshot["entries"]]
-            room.game = DiceRace.from_dict(dict(snapshot["game"], record=moves), rng=self._dice)
+            rolled = sum(1 for move in moves if "forfeit" not in move)
+            die = self._game_dice(room, snapshot["game"]["players"], rolled)
+            room.game = DiceRace.from_dict(dict(snapshot["game"], record=moves), rng=die)
         room.game_id, room.started, room.entries = snapshot["game_id"], snapshot["started"], list(snapshot["entries"])
         for player in snapshot["players"]:
             if player["key"] in self._seats:
                 raise ValueError(f"{player['username']} already holds a seat in room {self._seats[player['key']].id}")
         self.rooms[room.id] = room
         for player in snapshot["players"]:
-            seat = Seat(player["key"], player["username"], ready=player["ready"])
+            seat = Seat(player["key"], player["username"], ready=player["ready"], client_seed=player.get("client_seed"))
             seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
             room.players.append(seat)
             self._seats[seat.key] = room

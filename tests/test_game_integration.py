@@ -1,20 +1,23 @@
 """Integration tests of whole Dice Race games: real service, real store, real WebSockets, seeded dice.
 
-With `dice_seed` the server's die is a seeded PRNG, so each game here is the same every run.
+With `dice_seed` the fair dice's server seeds (and the client seeds drawn for players) come from a seeded PRNG, so
+each game here is the same every run.
 Clients roll when game.turn names them; nothing sleeps.
 """
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
 import pytest
 import pytest_twisted
 
+from gamesvc import fairness
 from gamesvc.game import Board, replay
 from tests.conftest import fresh_database_uri
-from tests.play import play_out, seat_and_start, seated, until_state
+from tests.play import play_out, seat_and_start, seated, signed_in, until_state
 from tests.support import Running, WsClient, http, start_service
 
 pytestmark = pytest.mark.integration
@@ -65,8 +68,11 @@ async def test_whole_game_to_game_over(reactor: Any, running: Running, count: in
     assert record["started"] <= record["ended"]
     rolls = [e for e in record["entries"] if "dice" in e]
     assert all(e["at"].endswith("Z") and e["auto"] is False for e in rolls)
-    seeded = random.Random(SEED)
-    assert [e["dice"] for e in rolls] == [seeded.randint(1, 6) for _ in rolls]
+    # --dice-seed fixes the server seed (the room's is the PRNG's first draw) but the fair scheme still rolls.
+    assert record["fairness"]["server_seed"] == random.Random(SEED).randbytes(32).hex()
+    assert over["fairness"] == record["fairness"] == dict(started["fairness"], server_seed=record["fairness"]["server_seed"])
+    assert [e["n"] for e in rolls] == list(range(len(rolls)))
+    assert fairness.verify_record(record) == []
     game = replay(record["players"], record["entries"], Board.from_json(record["board"]))
     assert Board.from_json(record["board"]) == board
     assert game.positions == positions and game.winner == over["winner"]
@@ -124,9 +130,11 @@ async def test_turn_deadline_rolls_for_an_idle_player(reactor: Any, mongo_uri: s
         ann = clients["ann"]
         turn = await ann.event("game.turn")
         assert turn["player"] == "ann"
+        started = (await ann.event("game.started"))["fairness"]
         rolled = await ann.event("game.rolled")
         assert rolled["player"] == "ann" and rolled["auto"] is True and rolled["room"] == room_id
-        assert rolled["dice"] == random.Random(SEED).randint(1, 6)
+        seeds = [started["client_seeds"][name] for name in ("ann", "ben")]
+        assert rolled["n"] == 0 and rolled["dice"] == fairness.die(random.Random(SEED).randbytes(32), seeds, 0)
         following = await ann.event("game.turn")
         assert following["player"] == ("ann" if rolled["again"] else "ben")
         assert following["deadline"] > turn["deadline"]
@@ -135,3 +143,32 @@ async def test_turn_deadline_rolls_for_an_idle_player(reactor: Any, mongo_uri: s
         await close_all(clients)
     finally:
         await running.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_seeds_over_the_wire_and_the_cli_verifies_by_game_id(reactor: Any, running: Running) -> None:
+    """room.ready's client_seed is used (a bad one is bad_request, a missing one is drawn and returned); the finished
+    game verifies with `python -m gamesvc.fairness verify GAME_ID --server URL`, run in-process."""
+    from twisted.internet.threads import deferToThread
+
+    ann, _ = await signed_in(reactor, running, "ann")
+    ben, _ = await signed_in(reactor, running, "ben")
+    room_id = (await ann.ok("room.create", name="race", seats=2))["room"]["id"]
+    await ben.ok("room.join", room=room_id)
+    for bad in ["", "x" * 65, "tab\t", "caf\u00e9", 42, ["x"]]:
+        reply = await ann.request("room.ready", ready=True, client_seed=bad)
+        assert reply["ok"] is False and reply["error"] == "bad_request", bad
+    assert (await ann.ok("room.ready", ready=True, client_seed="Ann's lucky seed!"))["client_seed"] == "Ann's lucky seed!"
+    drawn = (await ben.ok("room.ready", ready=True))["client_seed"]
+    started = await ann.event("game.started")
+    assert started["fairness"]["client_seeds"] == {"ann": "Ann's lucky seed!", "ben": drawn}
+    over = await play_out({"ann": ann, "ben": ben}, ann)
+    await running.service.app.results.when_written(over["game"])
+
+    out = io.StringIO()
+    # The CLI blocks on urllib, so it runs in a thread while the reactor serves it.
+    code = await deferToThread(fairness.main, ["verify", over["game"], "--server", running.url], out)
+    assert code == 0 and "verified fair" in out.getvalue(), out.getvalue()
+    code = await deferToThread(fairness.main, ["verify", "0" * 16, "--server", running.url], io.StringIO())
+    assert code == 1
+    await close_all({"ann": ann, "ben": ben})

@@ -11,10 +11,11 @@ import pytest_twisted
 
 from tests.conftest import fresh_database_uri
 from tests.play import play_out, resumed, seat_and_start
+from gamesvc import fairness
 from gamesvc.config import Settings
 from gamesvc.passwords import PlainHasher
 from gamesvc.service import build_services
-from tests.support import FakeMind, Running, ScriptedDice, memory_services, start_service
+from tests.support import FakeMind, Running, ScriptedDice, http, memory_services, start_service
 from tests.processes import Twistd
 
 
@@ -132,12 +133,13 @@ def test_a_result_pending_at_shutdown_is_written_after_restart() -> None:
 @pytest_twisted.ensureDeferred
 async def test_graceful_restart_mid_game(reactor: Any, mongo_uri: str) -> None:
     """SIGTERM mid-game: clients get server.restarting and 1012; after the restart they resume their seats, the game
-    goes on where it was, and the result counts once."""
+    goes on where it was, rolling the dice committed to before the restart, and the result counts once."""
     uri = fresh_database_uri(mongo_uri)
     first = await start_service(reactor, uri, dice_seed=7, message_rate=1000, message_burst=1000)
     clients, tokens, room_id = await seat_and_start(reactor, first, ["ann", "bob"], "Restart")
     ann, bob = clients["ann"], clients["bob"]
     ann_token, bob_token = tokens["ann"], tokens["bob"]
+    commit = (await ann.event("game.started"))["fairness"]["commit"]
     await ann.event("game.turn")
     await ann.ok("game.roll")
     rolled = await bob.event("game.rolled")
@@ -145,7 +147,8 @@ async def test_graceful_restart_mid_game(reactor: Any, mongo_uri: str) -> None:
     assert await ann.closed == 1012 and await bob.closed == 1012
     assert (await ann.event("server.restarting"))["event"] == "server.restarting"
 
-    second = await start_service(reactor, uri, dice_seed=7, message_rate=1000, message_burst=1000)
+    # Another --dice-seed: seeds drawn afresh after the restart would not be the committed ones.
+    second = await start_service(reactor, uri, dice_seed=8, message_rate=1000, message_burst=1000)
     try:
         ann2 = await resumed(reactor, second, ann_token)
         bob2 = await resumed(reactor, second, bob_token)
@@ -156,6 +159,8 @@ async def test_graceful_restart_mid_game(reactor: Any, mongo_uri: str) -> None:
         assert {p["username"]: p["position"] for p in state["players"]}["ann"] == rolled["to"]
         over = await play_out({"ann": ann2, "bob": bob2}, ann2)
         await second.service.app.results.when_written(over["game"])
+        record = (await http(reactor, "GET", f"{second.url}/api/games/{over['game']}"))[2]["game"]
+        assert record["fairness"]["commit"] == commit and fairness.verify_record(record) == []
         board = {p["username"]: p for p in (await ann2.ok("leaderboard"))["players"]}
         assert board["ann"]["games"] == 1 and board["bob"]["games"] == 1
         assert board["ann"]["wins"] + board["bob"]["wins"] == 1

@@ -4,6 +4,7 @@ import { api, errorText } from './api.js';
 import { BoardView, DieView, describeRoll } from './board.js';
 import { h, setChildren, dateTime, prefersReducedMotion, sleep } from './dom.js';
 import { slotMap } from './room.js';
+import { verdictView, verifyRecord } from './fairness.js';
 
 function resultFor(record, username) {
   if (!Array.isArray(record.players) || !record.players.includes(username)) return null;
@@ -113,6 +114,7 @@ export function replayView(ctx, { id }) {
   const moveEl = h('p', { class: 'replay-move', testid: 'replay-move', 'aria-live': 'polite' });
   const legend = h('ul', { class: 'seats legend', testid: 'replay-players' });
   const winnerEl = h('p', { class: 'winner', testid: 'replay-winner' });
+  const verdict = verdictView();
   const entriesList = h('ol', { class: 'replay-entries', testid: 'replay-entries' });
 
   const el = h('section', { class: 'view view-replay', testid: 'replay', dataset: { gameId: id } },
@@ -129,7 +131,7 @@ export function replayView(ctx, { id }) {
         scrubber),
       h('aside', { class: 'side-col' },
         h('section', { class: 'card', 'aria-labelledby': 'replay-players-title' },
-          h('h2', { id: 'replay-players-title' }, 'Players'), legend, winnerEl),
+          h('h2', { id: 'replay-players-title' }, 'Players'), legend, winnerEl, verdict.el),
         h('section', { class: 'card moves-card', 'aria-labelledby': 'replay-moves-title' },
           h('h2', { id: 'replay-moves-title' }, 'All moves'), entriesList))));
 
@@ -265,6 +267,8 @@ export function replayView(ctx, { id }) {
     }));
     body.hidden = true;
     update();
+    verdict.checking();
+    verifyRecord(rec).then((result) => { if (alive) verdict.show(result); });
   }
 
   (async () => {

@@ -3,6 +3,8 @@
 import { errorText, serverNow, showError as setError } from './api.js';
 import { BoardView, DieView, describeRoll } from './board.js';
 import { h, setChildren, shortTime } from './dom.js';
+import { api } from './api.js';
+import { newClientSeed, validClientSeed, verdictView, verifyRecord } from './fairness.js';
 
 const CHAT_MAX = 500;
 const CHAT_KEEP = 200;
@@ -50,6 +52,9 @@ export function roomView(ctx, { id }) {
   let rollPending = false;
   let readyPending = false;
   let syncTimer = null;
+  // Provably fair dice: the commit shown before the game, and the dice seen live by roll number.
+  let commitBefore = null;
+  let seenDice = null; // from game.started on
 
   const stored = ctx.storedRoom();
   if (stored && stored.id === id) spectateWanted = !!stored.spectate;
@@ -76,13 +81,14 @@ export function roomView(ctx, { id }) {
   const progress = h('progress', { class: 'turn-progress', max: 1, value: 0, 'aria-hidden': 'true' });
   const rollBtn = h('button', { type: 'button', id: 'roll', class: 'btn btn-primary btn-roll', testid: 'roll', disabled: true }, 'Roll');
 
+  const verdict = verdictView();
   const overTitle = h('h2', { tabindex: '-1' }, 'Game over');
   const overWinner = h('p', { class: 'winner', testid: 'winner' });
   const overList = h('ol', { class: 'standings' });
   const playAgain = h('button', { type: 'button', class: 'btn btn-primary', testid: 'play-again' }, 'Play again');
   const replayLink = h('a', { class: 'btn', testid: 'view-replay', hidden: true }, 'Watch replay');
   const overPanel = h('section', { class: 'card game-over', testid: 'game-over', hidden: true, 'aria-labelledby': 'over-title' },
-    overTitle, overWinner, overList, h('div', { class: 'actions' }, playAgain, replayLink));
+    overTitle, overWinner, overList, verdict.el, h('div', { class: 'actions' }, playAgain, replayLink));
   overTitle.id = 'over-title';
 
   const moveLog = h('ul', { class: 'move-log', testid: 'move-log', 'aria-label': 'Moves, newest first' });
@@ -95,6 +101,15 @@ export function roomView(ctx, { id }) {
   }, 'Ready');
   const readyHint = h('p', { class: 'hint', hidden: true },
     'The game starts when every seated player (at least 2) is ready.');
+  const seedInput = h('input', {
+    id: 'client-seed', name: 'client_seed', type: 'text', maxlength: 64, autocomplete: 'off', spellcheck: 'false',
+    testid: 'client-seed', value: newClientSeed(),
+  });
+  const seedField = h('div', { class: 'seed-field', hidden: true },
+    h('label', { for: 'client-seed' }, 'Your dice seed'), seedInput,
+    h('p', { class: 'hint' }, 'Mixed into every die of the next game, so the server cannot pick the dice. '
+      + 'Keep this random one or type your own.'));
+  const commitEl = h('p', { class: 'hint fairness-commit', testid: 'commit', hidden: true });
 
   const chatLog = h('ol', { class: 'chat-log', testid: 'chat-log', 'aria-label': 'Chat messages', tabindex: '0' });
   const chatInput = h('input', {
@@ -128,7 +143,7 @@ export function roomView(ctx, { id }) {
       h('aside', { class: 'side-col' },
         h('section', { class: 'card', 'aria-labelledby': 'players-title' },
           h('h2', { id: 'players-title' }, 'Players'),
-          seatsEl, spectatorsEl, roleEl, readyBtn, readyHint),
+          seatsEl, spectatorsEl, roleEl, seedField, readyBtn, readyHint, commitEl),
         h('section', { class: 'card chat-card', 'aria-labelledby': 'chat-title' },
           h('h2', { id: 'chat-title' }, 'Chat'), chatLog, chatForm, chatError))));
 
@@ -185,9 +200,16 @@ export function roomView(ctx, { id }) {
     if (next.status !== 'playing') deadline = null;
     if ('winner' in next) winner = next.winner || null;
     if (next.game) gameId = next.game;
+    if (next.fairness && next.fairness.commit) {
+      if (next.status === 'waiting') commitBefore = next.fairness.commit;
+      commitEl.hidden = false;
+      commitEl.title = next.fairness.commit;
+      commitEl.textContent = `Dice commitment: ${next.fairness.commit.slice(0, 16)}…`;
+    }
     if (next.status === 'waiting') {
       standings = null;
       winner = null;
+      verdict.hide();
       if (prev && prev.status !== 'waiting') {
         die.show(null);
         moveLog.replaceChildren();
@@ -306,6 +328,8 @@ export function roomView(ctx, { id }) {
     readyHint.hidden = readyBtn.hidden;
     readyBtn.setAttribute('aria-pressed', String(!!(mine && mine.ready)));
     readyBtn.disabled = readyPending || !on;
+    seedField.hidden = !(seated && status !== 'playing');
+    seedInput.disabled = readyPending || !!(mine && mine.ready && status === 'waiting');
     // Roll shows only to players while a game runs: before it Ready is the next step, after it Play again.
     rollBtn.hidden = !(seated && status === 'playing');
     const myTurn = status === 'playing' && seated && state.turn === me();
@@ -505,17 +529,61 @@ export function roomView(ctx, { id }) {
   });
 
   async function sendReady(ready) {
+    const args = { ready };
+    const seed = seedInput.value.trim();
+    if (ready && seed) {
+      if (!validClientSeed(seed)) {
+        setError(roomError, 'Your dice seed must be 1 to 64 printable ASCII characters (letters, digits, punctuation, spaces).');
+        return;
+      }
+      args.client_seed = seed;
+    }
     readyPending = true;
     renderControls();
     setError(roomError, null);
     try {
-      await ctx.ws.request('room.ready', { ready });
+      const reply = await ctx.ws.request('room.ready', args);
+      // A player who left the field empty is shown the seed the server drew for them.
+      if (reply && typeof reply.client_seed === 'string') seedInput.value = reply.client_seed;
     } catch (err) {
       setError(roomError, err);
     } finally {
       readyPending = false;
       renderControls();
     }
+  }
+
+  /** Check the dice of a game that just ended (docs/fairness.md): from the events when this page saw every roll,
+   * else from the stored record. */
+  async function checkFairness(over, commit, seen) {
+    const game = over.game;
+    verdict.checking();
+    const order = state && Array.isArray(state.order) ? state.order : [];
+    const numbers = seen ? [...seen.keys()].sort((a, b) => a - b) : [];
+    if (seen && over.fairness && order.length && numbers.every((n, i) => n === i)) {
+      const entries = numbers.map((n) => ({ n, dice: seen.get(n) }));
+      const result = await verifyRecord({ players: order, fairness: over.fairness, entries }, { commit });
+      if (!unmounted && gameId === game) verdict.show(result);
+      return;
+    }
+    let record = null;
+    // The record is written just after game.over: give it a moment, then wait for it a little more.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    for (let attempt = 0; attempt < 20 && !unmounted && !record; attempt += 1) {
+      try {
+        record = (await api('GET', `/api/games/${encodeURIComponent(game)}`)).game || null;
+      } catch (err) {
+        if (err.status !== 404) break;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    if (unmounted || gameId !== game) return;
+    if (!record) {
+      verdict.unavailable('The game record could not be fetched to check the dice: open its replay later to check.');
+      return;
+    }
+    const result = await verifyRecord(record, { commit, seen });
+    if (!unmounted && gameId === game) verdict.show(result);
   }
 
   readyBtn.addEventListener('click', () => {
@@ -568,6 +636,10 @@ export function roomView(ctx, { id }) {
         };
         standings = null;
         winner = null;
+        if (msg.fairness && !commitBefore) commitBefore = msg.fairness.commit;
+        seenDice = new Map();
+        verdict.hide();
+        seedInput.value = newClientSeed(); // a fresh one for the next game
         die.show(null);
         moveLog.replaceChildren();
         board.setBoard(state.board);
@@ -581,6 +653,7 @@ export function roomView(ctx, { id }) {
       case 'game.rolled': {
         if (msg.room !== id) break;
         clearTimeout(syncTimer);
+        if (seenDice && Number.isInteger(msg.n)) seenDice.set(msg.n, msg.dice);
         die.show(msg.dice, { roll: true });
         board.move(msg.player, Number(msg.from) || 0, Number(msg.dice), Number(msg.to) || 0);
         const text = describeRoll(msg, me());
@@ -612,6 +685,9 @@ export function roomView(ctx, { id }) {
         if (state) state = { ...state, status: 'finished', turn: null, winner };
         ctx.announce(winner === me() ? 'Game over. You won!' : `Game over. ${winner || 'Nobody'} won.`);
         render();
+        if (msg.game) checkFairness(msg, commitBefore, seenDice);
+        commitBefore = null;
+        seenDice = null;
         break;
       }
       case 'room.closed': {

@@ -159,10 +159,13 @@ def test_two_players_sign_up_meet_play_chat_reload_and_rank(
     say(bob, "Always. Good luck!")
     expect(last_chat(alice, "bob")).to_have_text("Always. Good luck!")
 
+    # Typed dice seeds (the field starts with a random one) make the game the seeded one of DICE_SEED.
+    alice.tid("client-seed").fill("alice-seed")
     alice.tid("ready").click()
     expect(seat(bob, "alice")).to_have_attribute("data-ready", "true")
     expect(alice.tid("ready")).to_have_attribute("aria-pressed", "true")
     screenshot(alice.page, "room-waiting")
+    bob.tid("client-seed").fill("bob-seed")
     bob.tid("ready").click()
     for user in (alice, bob):
         expect(user.tid("room")).to_have_attribute("data-status", "playing")
@@ -217,6 +220,10 @@ def test_two_players_sign_up_meet_play_chat_reload_and_rank(
     expect(players[loser].tid("winner")).to_have_text(f"{winner} wins!")
     expect(seat(alice, winner)).to_have_attribute("data-position", "100")
     expect(players[winner].tid("play-again")).to_be_visible()
+    # Each page checked the dice: alice from the rolls she saw, bob (who reloaded mid-game) from the stored record.
+    for user in (alice, bob):
+        expect(user.tid("fairness")).to_have_attribute("data-verdict", "verified")
+        expect(user.tid("fairness")).to_contain_text("Verified fair")
     screenshot(alice.page, "game-over")
 
     # The results land in the store after game.over; the header asks `me` again until they show.
@@ -244,6 +251,7 @@ def test_two_players_sign_up_meet_play_chat_reload_and_rank(
     alice.tid("replay-last").click()
     expect(step).to_have_attribute("data-step", str(rolls))
     expect(alice.tid("replay-winner")).to_have_text(f"{winner} won.")
+    expect(alice.tid("fairness")).to_have_attribute("data-verdict", "verified")
     expect(alice.page.locator(f'[data-testid=token][data-username="{winner}"]')).to_have_attribute(
         "data-position", "100")
     screenshot(alice.page, "replay")
