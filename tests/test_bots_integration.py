@@ -59,3 +59,30 @@ async def test_play_now_in_an_empty_service_against_bots_to_game_over(reactor: A
     _, _, board = await http(reactor, "GET", f"{running.url}/api/leaderboard")
     assert [p["username"] for p in board["players"]] == ["solo"]
     await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_bot_ops_over_the_wire(reactor: Any, running: Running) -> None:
+    """The host adds and removes bots and sets bot_takeover; others get not_host; bad arguments are bad_request."""
+    host, _ = await signed_in(reactor, running, "hostess")
+    guest, _ = await signed_in(reactor, running, "guest")
+    room = (await host.ok("room.create", name="bots", seats=3, bot_takeover=True))["room"]
+    assert room["bot_takeover"] is True and room["bots_at"] is None
+    await guest.ok("room.join", room=room["id"])
+    name = (await host.ok("room.add_bot"))["bot"]
+    state = await until_state(host, lambda s: len(s["players"]) == 3)
+    assert state["players"][2] == {"username": name, "ready": True, "connected": True, "position": 0, "bot": True}
+    assert (await guest.request("room.add_bot"))["error"] == "not_host"
+    assert (await guest.request("room.remove_bot", bot=name))["error"] == "not_host"
+    assert (await host.request("room.remove_bot"))["error"] == "bad_request"
+    assert (await host.request("room.remove_bot", bot="Bot Nobody"))["error"] == "not_found"
+    assert (await host.request("room.configure", bot_takeover="yes"))["error"] == "bad_request"
+    await host.ok("room.configure", bot_takeover=False)
+    assert (await until_state(host, lambda s: not s["bot_takeover"]))["bot_takeover"] is False
+    await host.ok("room.remove_bot", bot=name)
+    assert [p["username"] for p in (await until_state(host, lambda s: len(s["players"]) == 2))["players"]] == [
+        "hostess", "guest",
+    ]
+    assert (await guest.request("room.quick_play"))["error"] == "already_in_room"
+    for client in (host, guest):
+        await client.close()
