@@ -160,6 +160,13 @@ class Settings:
 
     # Rooms and games
     max_rooms: int = option(5000, _int_in(1, 1_000_000), "most rooms open at once")
+    bot_delay: float = option(1.5, _float_in(0, 60), "average seconds a bot waits before it rolls (0.5 to 1.5 times this)")
+    quick_play_wait: float = option(
+        10.0, _float_in(0, 3600), "seconds a room made by quick play waits for people before bots fill its free seats"
+    )
+    quick_play_seats: int = option(4, _int_in(2, 4), "seats of a room made by quick play")
+    bot_limit: int = option(30, _int_in(1, 1_000_000), "bots one account may add (by hand or by quick play) per window")
+    bot_window: float = option(600.0, _float_in(1, 86400), "seconds of the window of --bot-limit")
     grace_seconds: float = option(60.0, _float_in(0, 86400), "seconds a dropped player keeps the seat")
     turn_seconds: float = option(20.0, _float_in(1, 86400), "seconds a player has to roll before the server rolls")
     chat_history: int = option(50, _int_in(0, 10000), "chat messages a room keeps for players who join")

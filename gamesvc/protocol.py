@@ -469,6 +469,7 @@ async def _room_create(conn: GameProtocol, message: dict) -> dict:
         name=args.text(message, "name", min_len=1, max_len=40),
         seats=args.integer(message, "seats", low=2, high=4, default=4),
         private=args.boolean(message, "private", default=False),
+        bot_takeover=args.boolean(message, "bot_takeover", default=False),
     )
 
 
@@ -506,3 +507,25 @@ async def _room_chat(conn: GameProtocol, message: dict) -> None:
 async def _game_roll(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.roll(conn)
     return None
+
+
+@op("room.add_bot")
+async def _room_add_bot(conn: GameProtocol, message: dict) -> dict:
+    return conn.factory.services.rooms.add_bot(conn)
+
+
+@op("room.remove_bot")
+async def _room_remove_bot(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.remove_bot(conn, args.text(message, "bot", min_len=1, max_len=40))
+    return None
+
+
+@op("room.configure")
+async def _room_configure(conn: GameProtocol, message: dict) -> None:
+    conn.factory.services.rooms.configure(conn, bot_takeover=args.boolean(message, "bot_takeover"))
+    return None
+
+
+@op("room.quick_play")
+async def _room_quick_play(conn: GameProtocol, message: dict) -> dict:
+    return conn.factory.services.rooms.quick_play(conn)

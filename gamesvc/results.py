@@ -102,10 +102,13 @@ class ResultWriter:
 
     async def write_once(self, record: dict[str, Any]) -> None:
         """Store a record and apply its stats; safe to repeat."""
-        players = record["players"]
-        await self._store.save_game(record, [user_key(name) for name in players])
-        for name in players:
-            await self._store.apply_result(record["id"], user_key(name), name == record["winner"])
+        bots = record.get("bots") or []
+        people = [name for name in record["players"] if name not in bots]
+        await self._store.save_game(record, [user_key(name) for name in people])
+        # Only games among people count on the leaderboard: not when a bot played from the start or stood in.
+        if not bots and not record.get("stand_ins"):
+            for name in people:
+                await self._store.apply_result(record["id"], user_key(name), name == record["winner"])
         await self._store.mark_counted(record["id"])
 
     @deferred

@@ -18,10 +18,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from gamesvc import fairness
+from gamesvc.bots import BOT_KEY_PREFIX, bot_delay, bot_key, bot_name, fullest_room
 from gamesvc.config import Settings
-from gamesvc.errors import GameError
+from gamesvc.errors import GameError, RateLimited
 from gamesvc.game import DEFAULT_BOARD, DiceRace
 from gamesvc.interfaces import IMind
+from gamesvc.ratelimit import SlidingWindow
 from gamesvc.results import ResultWriter
 from gamesvc.wire import Outgoing, iso
 
@@ -44,6 +46,9 @@ class Seat:
     grace: IDelayedCall | None = None
     # The seed this player adds to the next game's dice, set when they ready up.
     client_seed: str | None = None
+    # A bot (gamesvc.bots) has no mind; a stand-in is a bot finishing the game for a player who left.
+    bot: bool = False
+    stand_in: bool = False
 
     def cancel_grace(self) -> None:
         """Stop the reconnection countdown."""
@@ -77,6 +82,23 @@ class Room:
     server_seed: bytes = attrs.Factory(lambda: secrets.token_bytes(fairness.SEED_BYTES))
     # The players' seeds of the current game, fixed when it starts.
     client_seeds: dict[str, str] | None = None
+    bot_takeover: bool = False
+    bot_timer: IDelayedCall | None = None
+    # Quick play: when the free seats of this waiting room are filled with bots.
+    bots_at: float | None = None
+    fill_timer: IDelayedCall | None = None
+
+    def humans(self) -> int:
+        """Seats held by people."""
+        return sum(1 for seat in self.players if not seat.bot)
+
+    def bots(self) -> int:
+        """Seats held by bots."""
+        return sum(1 for seat in self.players if seat.bot)
+
+    def host(self) -> Seat | None:
+        """The first seated person: bots and stand-ins are never the host."""
+        return next((seat for seat in self.players if not seat.bot), None)
 
     def seat_of(self, key: str) -> Seat | None:
         """The seat this user holds here, if any."""
@@ -90,8 +112,12 @@ class Room:
         return [seat.mind for seat in self.players if seat.mind is not None] + list(self.spectators)
 
     def summary(self) -> dict[str, Any]:
-        """The contract's RoomSummary (`players` is the number of seated players)."""
-        return {"id": self.id, "name": self.name, "seats": self.seats, "players": len(self.players), "status": self.status}
+        """The contract's RoomSummary (`players` is the number of seated players, `bots` of them bots)."""
+        summary = {"id": self.id, "name": self.name, "seats": self.seats, "players": len(self.players), "status": self.status}
+        if bots := self.bots():
+            # Seats a person may still take in a waiting room.
+            summary["bots"] = bots
+        return summary
 
     def state(self) -> dict[str, Any]:
         """The contract's RoomState, plus the game's board, order, deadline, winner, record id and dice commitment."""
@@ -102,13 +128,15 @@ class Room:
             "seats": self.seats,
             "private": self.private,
             "status": self.status,
-            "host": self.players[0].username if self.players else None,
+            "host": host.username if (host := self.host()) is not None else None,
             "players": [
                 {
                     "username": seat.username,
                     "ready": seat.ready,
-                    "connected": seat.mind is not None,
+                    "connected": seat.mind is not None or seat.bot,
                     "position": positions.get(seat.username, 0),
+                    # Only bots carry the marker, so people's entries stay as they were.
+                    **({"bot": True} if seat.bot else {}),
                 }
                 for seat in self.players
             ],
@@ -120,6 +148,8 @@ class Room:
             "deadline": iso(self.deadline) if self.deadline is not None else None,
             "winner": self.game.winner if self.game is not None else None,
             "game": self.game_id,
+            "bot_takeover": self.bot_takeover,
+            "bots_at": iso(self.bots_at) if self.bots_at is not None else None,
             "fairness": {
                 "scheme": fairness.SCHEME, "version": fairness.VERSION, "commit": fairness.commit_of(self.server_seed)
             },
@@ -146,6 +176,7 @@ class RoomService:
         choose: Callable[[str], str] = secrets.choice,
         new_game_id: Callable[[], str] = lambda: secrets.token_hex(8),
         random_bytes: Callable[[int], bytes] | None = None,
+        bot_random: random.Random | None = None,
     ) -> None:
         self._clock = clock
         self._settings = settings
@@ -168,6 +199,9 @@ class RoomService:
         # Told of every change and close, to checkpoint rooms (gamesvc.checkpoints.Checkpoints).
         self.checkpoints: Any = None
         self._stopped = False
+        # Bots' names and delays; bots added per account, so that bots cannot flood the server.
+        self._bot_random = bot_random or random.Random()
+        self._bot_adds = SlidingWindow(clock, settings.bot_limit, settings.bot_window)
 
     # Queries
 
@@ -198,7 +232,7 @@ class RoomService:
 
     # Room membership
 
-    def create(self, mind: IMind, name: str, seats: int, private: bool) -> dict[str, Any]:
+    def create(self, mind: IMind, name: str, seats: int, private: bool, bot_takeover: bool = False) -> dict[str, Any]:
         """Open a room with `mind`'s user in the first seat."""
         account = mind.account
         if account.key in self._seats:
@@ -208,6 +242,7 @@ class RoomService:
         self._leave_spectating(mind)
         room = Room(self._new_room_id(), name, seats, private, deque(maxlen=self._settings.chat_history))
         room.server_seed = self._random_bytes(fairness.SEED_BYTES)
+        room.bot_takeover = bot_takeover
         self.rooms[room.id] = room
         self._seat(room, Seat(account.key, account.username, mind=mind))
         log.info("room {room} created by {user}", room=room.id, user=account.username)
@@ -244,7 +279,7 @@ class RoomService:
                 raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
             if room.status == PLAYING:
                 raise GameError("game_in_progress", f"room {room.id} is playing; you may spectate")
-            if len(room.players) >= room.seats:
+            if len(room.players) >= room.seats and not self._make_way(room):
                 raise GameError("room_full", f"room {room.id} has no free seat")
             self._leave_spectating(mind)
             self._seat(room, Seat(account.key, account.username, mind=mind))
@@ -330,13 +365,18 @@ class RoomService:
     def _remove_player(self, room: Room, seat: Seat) -> None:
         """Take a player out of a room, forfeiting a running game and closing an empty room."""
         seat.cancel_grace()
+        playing = room.status == PLAYING and room.game is not None and seat.username in room.game.active
+        if playing and room.bot_takeover and room.humans() > 1:
+            self._take_over(room, seat)
+            return
         room.players.remove(seat)
         self._seats.pop(seat.key, None)
         if seat.mind is not None:
             self._where.pop(seat.mind, None)
-        if room.status == PLAYING and room.game is not None and seat.username in room.game.active:
+        if playing:
             self._forfeit(room, seat.username)
-        if not room.players:
+        if not room.humans():
+            # A room needs a person: bots do not keep it open (nor play on by themselves).
             self._close(room)
         elif not self._start_if_ready(room):
             self._changed(room)
@@ -344,6 +384,7 @@ class RoomService:
     def _close(self, room: Room) -> None:
         """Close a room whose players have all left."""
         self._stop_turn(room)
+        self._stop_fill(room)
         del self.rooms[room.id]
         for mind in list(room.spectators):
             self._where.pop(mind, None)
@@ -386,7 +427,9 @@ class RoomService:
 
     def _start_if_ready(self, room: Room) -> bool:
         """Start the game of a waiting room whose seated players, at least two, are all ready."""
-        if room.status == WAITING and len(room.players) >= 2 and all(s.ready for s in room.players):
+        # A quick play room waits for its countdown (or to be full) before it starts.
+        filling = room.fill_timer is not None and len(room.players) < room.seats
+        if room.status == WAITING and len(room.players) >= 2 and all(s.ready for s in room.players) and not filling:
             self._start(room)
             return True
         return False
@@ -459,6 +502,7 @@ class RoomService:
         room.turn_timer = self._clock.callLater(self._settings.turn_seconds, self._turn_expired, room)
         self._changed(room)
         self._broadcast(room, self._turn_event(room))
+        self._bot_turn(room)
 
     def _turn_event(self, room: Room) -> dict[str, Any]:
         assert room.game is not None and room.deadline is not None
@@ -468,6 +512,9 @@ class RoomService:
         if room.turn_timer is not None and room.turn_timer.active():
             room.turn_timer.cancel()
         room.turn_timer = None
+        if room.bot_timer is not None and room.bot_timer.active():
+            room.bot_timer.cancel()
+        room.bot_timer = None
         room.deadline = None
 
     def _turn_expired(self, room: Room) -> None:
@@ -505,7 +552,7 @@ class RoomService:
         self._stop_turn(room)
         room.status = FINISHED
         for seat in room.players:
-            seat.ready = False
+            seat.ready = seat.bot
         now = self._clock.seconds()
         standings = game.standings()
         record = {
@@ -519,7 +566,12 @@ class RoomService:
             "started": iso(room.started),
             "ended": iso(now),
             "fairness": self._fairness(room, list(game.order), reveal=True),
+            # Games with bots are stored and replayable but leave the leaderboard alone (gamesvc.results).
+            "bots": [s.username for s in room.players if s.bot and not s.stand_in and s.username in game.order],
+            "stand_ins": [s.username for s in room.players if s.stand_in],
         }
+        # Stand-ins only finish a game: their players have left the room.
+        room.players = [s for s in room.players if not s.stand_in]
         self.games_finished += 1
         log.info("game {game} in room {room} won by {winner}", game=room.game_id, room=room.id, winner=game.winner)
         self._results.submit(record)
@@ -531,6 +583,138 @@ class RoomService:
             },
         )
         self._changed(room)
+
+    # Bots and quick play (gamesvc.bots)
+
+    def add_bot(self, mind: IMind) -> dict[str, Any]:
+        """The host seats a bot in a free seat of the room; returns the bot's name."""
+        room = self._hosted(mind)
+        if len(room.players) >= room.seats or room.bots() >= room.seats - 1:
+            raise GameError("room_full", f"room {room.id} has no free seat")
+        retry = self._bot_adds.retry_after(mind.account.key)
+        if retry is not None:
+            raise RateLimited("you have added as many bots as allowed for now", retry)
+        seat = self._seat_bot(room, mind.account.key)
+        log.info("{user} added {bot} to room {room}", user=mind.account.username, bot=seat.username, room=room.id)
+        if not self._start_if_ready(room):
+            self._changed(room)
+        return {"bot": seat.username}
+
+    def remove_bot(self, mind: IMind, name: str) -> None:
+        """The host takes a bot out of the room."""
+        room = self._hosted(mind)
+        seat = next((s for s in room.players if s.bot and s.username == name), None)
+        if seat is None:
+            raise GameError("not_found", f"there is no bot {name[:40]!r} in room {room.id}")
+        room.players.remove(seat)
+        self._changed(room)
+
+    def configure(self, mind: IMind, bot_takeover: bool) -> None:
+        """The host chooses whether a bot takes over the seat of a player who leaves a running game."""
+        room, seat = self._player(mind)
+        if room.host() is not seat:
+            raise GameError("not_host", "only the room's host may change its settings")
+        room.bot_takeover = bot_takeover
+        self._changed(room)
+
+    def quick_play(self, mind: IMind) -> dict[str, Any]:
+        """Seat the user, ready, in the fullest public waiting room with a place for them, or in a new room whose
+        free seats bots fill after --quick-play-wait seconds (`bots_at` in its state)."""
+        account = mind.account
+        if account.key in self._seats:
+            raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
+        found = fullest_room(list(self.rooms.values()), WAITING)
+        if found is not None:
+            room = self.rooms[found.id]
+            self.join(mind, room.id)
+        else:
+            room = self.rooms[self.create(mind, "Quick play", self._settings.quick_play_seats, False)["room"]["id"]]
+            self._start_fill(room, self._settings.quick_play_wait)
+        seat = room.seat_of(account.key)
+        assert seat is not None
+        seat.ready = True
+        log.info("{user} quick play in room {room}", user=account.username, room=room.id)
+        if not self._start_if_ready(room):
+            self._changed(room)
+        return {"room": room.state(), "chat": list(room.chat)}
+
+    def _hosted(self, mind: IMind) -> Room:
+        """The room `mind` hosts, when it is not playing: the place where bots come and go."""
+        room, seat = self._player(mind)
+        if room.host() is not seat:
+            raise GameError("not_host", "only the room's host may add or remove bots")
+        if room.status == PLAYING:
+            raise GameError("game_in_progress", "bots join and leave between games")
+        return room
+
+    def _seat_bot(self, room: Room, by: str) -> Seat:
+        """Seat a new bot, counted against account `by`'s allowance."""
+        name = bot_name((s.username for s in room.players), self._bot_random)
+        seat = Seat(bot_key(name), name, ready=True, bot=True)
+        room.players.append(seat)
+        self._bot_adds.hit(by)
+        return seat
+
+    def _make_way(self, room: Room) -> bool:
+        """Give a person the seat of a bot in a full waiting room; False when there is none to give."""
+        if room.status != WAITING:
+            return False
+        bot = next((s for s in reversed(room.players) if s.bot), None)
+        if bot is None:
+            return False
+        room.players.remove(bot)
+        return True
+
+    def _take_over(self, room: Room, seat: Seat) -> None:
+        """A bot plays on for a player who left a running game (the room's `bot_takeover` setting)."""
+        assert room.game is not None
+        self._seats.pop(seat.key, None)
+        if seat.mind is not None:
+            self._where.pop(seat.mind, None)
+        seat.key, seat.mind, seat.ready, seat.bot, seat.stand_in = BOT_KEY_PREFIX + seat.key, None, True, True, True
+        log.info("a bot plays on for {user} in room {room}", user=seat.username, room=room.id)
+        self._changed(room)
+        if room.game.current == seat.username:
+            self._bot_turn(room)
+
+    def _bot_turn(self, room: Room) -> None:
+        """When the turn is a bot's, roll for it after a human-like delay."""
+        if room.bot_timer is not None and room.bot_timer.active():
+            room.bot_timer.cancel()
+        room.bot_timer = None
+        current = room.game.current if room.game is not None else None
+        seat = next((s for s in room.players if s.username == current), None)
+        if seat is not None and seat.bot and not self._stopped:
+            delay = bot_delay(self._bot_random, self._settings.bot_delay)
+            room.bot_timer = self._clock.callLater(delay, self._bot_roll, room, seat)
+
+    def _bot_roll(self, room: Room, seat: Seat) -> None:
+        room.bot_timer = None
+        if room.id in self.rooms and room.status == PLAYING and room.game is not None:
+            if room.game.current == seat.username and seat in room.players:
+                self._roll(room, auto=False)
+
+    def _start_fill(self, room: Room, delay: float) -> None:
+        room.bots_at = self._clock.seconds() + delay
+        room.fill_timer = self._clock.callLater(delay, self._fill, room)
+
+    def _stop_fill(self, room: Room) -> None:
+        if room.fill_timer is not None and room.fill_timer.active():
+            room.fill_timer.cancel()
+        room.fill_timer = None
+        room.bots_at = None
+
+    def _fill(self, room: Room) -> None:
+        """Quick play's countdown is over: bots take the free seats (as far as the host's allowance goes)."""
+        room.fill_timer = None
+        room.bots_at = None
+        host = room.host()
+        if room.id not in self.rooms or room.status != WAITING or host is None:
+            return
+        while len(room.players) < room.seats and self._bot_adds.retry_after(host.key) is None:
+            self._seat_bot(room, host.key)
+        if not self._start_if_ready(room):
+            self._changed(room)
 
     # Checkpoints: what a restart needs to carry a room on
 
@@ -546,12 +730,17 @@ class RoomService:
             "status": room.status,
             "version": room.version,
             "players": [
-                {"key": s.key, "username": s.username, "ready": s.ready, "client_seed": s.client_seed}
+                {
+                    "key": s.key, "username": s.username, "ready": s.ready, "client_seed": s.client_seed,
+                    "bot": s.bot, "stand_in": s.stand_in,
+                }
                 for s in room.players
             ],
             # The dice's secret: checkpoints are never shown to clients, and a restored game must roll the same dice.
             "server_seed": room.server_seed.hex(),
             "client_seeds": room.client_seeds,
+            "bot_takeover": room.bot_takeover,
+            "bots_left": max(room.bots_at - now, 0.0) if room.bots_at is not None else None,
             "chat": list(room.chat) if chat else [],
             # The game without its own copy of the moves (`entries` has them, with times; restore replays them), nor
             # the default board, which restore assumes: neither is written again with every roll.
@@ -589,18 +778,26 @@ class RoomService:
             room.game = DiceRace.from_dict(dict(snapshot["game"], record=moves), rng=die)
         room.game_id, room.started, room.entries = snapshot["game_id"], snapshot["started"], list(snapshot["entries"])
         for player in snapshot["players"]:
-            if player["key"] in self._seats:
+            if not player.get("bot") and player["key"] in self._seats:
                 raise ValueError(f"{player['username']} already holds a seat in room {self._seats[player['key']].id}")
         self.rooms[room.id] = room
+        room.bot_takeover = snapshot.get("bot_takeover", False)
         for player in snapshot["players"]:
             seat = Seat(player["key"], player["username"], ready=player["ready"], client_seed=player.get("client_seed"))
+            if player.get("bot"):
+                seat.bot, seat.stand_in = True, player.get("stand_in", False)
+                room.players.append(seat)
+                continue
             seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
             room.players.append(seat)
             self._seats[seat.key] = room
+        if snapshot.get("bots_left") is not None and room.status == WAITING:
+            self._start_fill(room, snapshot["bots_left"])
         if room.status == PLAYING and room.game is not None and not room.game.finished:
             left = snapshot["turn_left"] if snapshot["turn_left"] is not None else self._settings.turn_seconds
             room.deadline = self._clock.seconds() + left
             room.turn_timer = self._clock.callLater(left, self._turn_expired, room)
+            self._bot_turn(room)
         if snapshot.get("record"):
             self._results.submit({"entries": list(snapshot["entries"]), **snapshot["record"]})
         room.last_summary = room.summary()
@@ -614,6 +811,13 @@ class RoomService:
             if room.turn_timer is not None and room.turn_timer.active():
                 room.turn_timer.cancel()
             room.turn_timer = None
+            if room.bot_timer is not None and room.bot_timer.active():
+                room.bot_timer.cancel()
+            room.bot_timer = None
+            if room.fill_timer is not None and room.fill_timer.active():
+                # The checkpoint keeps `bots_at`: the next start counts down what is left.
+                room.fill_timer.cancel()
+            room.fill_timer = None
             for seat in room.players:
                 seat.cancel_grace()
 

@@ -59,7 +59,9 @@ class ScriptedDice:
 
 def memory_services(**overrides: Any) -> Any:
     """Services over a memory store, a Clock and a plain hasher; `dice` and `choose` go to the rooms."""
-    room_options = {k: overrides.pop(k) for k in ("dice", "choose", "new_game_id", "random_bytes") if k in overrides}
+    room_options = {
+        k: overrides.pop(k) for k in ("dice", "choose", "new_game_id", "random_bytes", "bot_random") if k in overrides
+    }
     settings = Settings(**overrides)
     clock = Clock()
     clock.advance(1_800_000_000)

@@ -35,7 +35,7 @@ PASSWORD = "password-123"
 ERROR_CODES = {
     "bad_request", "unknown_op", "unauthenticated", "bad_credentials", "username_taken", "invalid_username",
     "invalid_password", "rate_limited", "room_not_found", "room_full", "already_in_room", "not_in_room",
-    "not_your_turn", "game_not_started", "game_in_progress", "unavailable", "internal", "not_found",
+    "not_your_turn", "game_not_started", "game_in_progress", "unavailable", "internal", "not_found", "not_host",
 }  # fmt: skip
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -434,8 +434,13 @@ class Harness:
         for room_id, room in rooms.rooms.items():
             self.expect(room.id == room_id, f"room filed under {room_id} is {room.id}")
             self.expect(len(room.players) <= room.seats, f"{room_id}: {len(room.players)} players, {room.seats} seats")
-            self.expect(bool(room.players), f"room {room_id} open without players")
+            self.expect(room.humans() > 0, f"room {room_id} open without a person")
             for seat in room.players:
+                if seat.bot:
+                    # Bots hold no account's seat, no connection and no grace timer.
+                    self.expect(seat.mind is None and seat.grace is None and rooms.seat_of(seat.key) is None,
+                                f"room {room_id}: bot {seat.username} holds a connection, timer or account seat")
+                    continue
                 self.expect(seat.key not in seated, f"{seat.key} seated in {seated.get(seat.key)} and {room_id}")
                 seated[seat.key] = room_id
                 found = rooms.seat_of(seat.key)
@@ -472,7 +477,8 @@ class Harness:
         game = room.game
         if room.status == WAITING:
             self.expect(game is None, f"room {room.id} waiting with a game")
-            self.expect(not (len(room.players) >= 2 and all(s.ready for s in room.players)),
+            filling = room.fill_timer is not None and len(room.players) < room.seats
+            self.expect(filling or not (len(room.players) >= 2 and all(s.ready for s in room.players)),
                         f"room {room.id} waiting although every player is ready")
             return
         self.expect(game is not None, f"room {room.id} {room.status} without a game")
@@ -584,8 +590,12 @@ def _plausible_fields(op: str) -> st.SearchStrategy[dict]:
     if op == "room.create":
         return st.fixed_dictionaries(
             {"name": st.sampled_from(["game", "fun room", "🎲"])},
-            optional={"seats": st.integers(1, 5), "private": st.booleans()},
+            optional={"seats": st.integers(1, 5), "private": st.booleans(), "bot_takeover": st.booleans()},
         )
+    if op == "room.remove_bot":
+        return st.fixed_dictionaries({"bot": st.sampled_from(["Bot Ada", "Bot Alan", "Bot Grace", "alice", ""])})
+    if op == "room.configure":
+        return st.fixed_dictionaries({"bot_takeover": st.booleans()})
     if op == "room.join":
         return st.fixed_dictionaries({"room": room}, optional={"spectate": st.booleans()})
     if op == "room.ready":

@@ -19,7 +19,8 @@
 //               [data-testid=spectate-code-submit], [data-testid=join-code-error];
 //               [data-testid=room-list] > [data-testid=room-row][data-room-id][data-status][data-full] with
 //               [data-testid=join] / [data-testid=spectate] / [data-testid=row-error];
-//               [data-testid=leaderboard-row][data-username] (top players panel)
+//               [data-testid=leaderboard-row][data-username] (top players panel: players with games);
+//               quick play [data-testid=play-now], [data-testid=play-now-error]
 //   room        [data-testid=room][data-room-id][data-status], #room-name, #room-code, #room-status,
 //               [data-testid=room-notice], [data-testid=room-error], [data-testid=leave],
 //               [data-testid=seat][data-username][data-connected][data-ready][data-host][data-turn],
@@ -32,9 +33,13 @@
 //               [data-testid=game-over] with [data-testid=standing][data-username][data-place],
 //               [data-testid=winner], [data-testid=play-again], [data-testid=view-replay],
 //               [data-testid=rejoin] / [data-testid=spectate-instead] / [data-testid=back-to-lobby]
-//               (notice actions), [data-testid=copy-code], [data-testid=chat-form], [data-testid=seats]
+//               (notice actions), [data-testid=copy-code], [data-testid=chat-form], [data-testid=seats];
+//               bots: [data-testid=seat][data-bot] with [data-testid=bot-badge] and (host) [data-testid=remove-bot],
+//               [data-testid=add-bot], [data-testid=bot-takeover] (host's checkbox),
+//               [data-testid=bots-countdown][data-seconds] (quick play), [data-testid=token][data-bot]
 //   leaderboard [data-testid=leaderboard] table, [data-testid=leaderboard-row][data-username]
-//   games       [data-testid=games-list] > [data-testid=game-row][data-game-id], [data-testid=replay-link]
+//   games       [data-testid=games-list] > [data-testid=game-row][data-game-id], [data-testid=replay-link],
+//               [data-testid=game-bot] (a player that was a bot)
 //   replay      [data-testid=replay-first|replay-prev|replay-play|replay-next|replay-last],
 //               [data-testid=replay-scrubber], [data-testid=replay-step][data-step][data-total],
 //               [data-testid=replay-move], [data-testid=replay-winner]

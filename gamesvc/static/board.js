@@ -193,6 +193,17 @@ export class BoardView {
     for (const [name, tok] of this.tokens) tok.g.classList.toggle('active', name === username);
   }
 
+  /** Mark the tokens of bots (a dashed ring, and "(bot)" in the token's title). */
+  setBots(usernames) {
+    const set = new Set(usernames || []);
+    for (const [name, tok] of this.tokens) {
+      tok.g.classList.toggle('bot', set.has(name));
+      tok.g.dataset.bot = String(set.has(name));
+      const title = tok.g.querySelector('title');
+      if (title) title.textContent = set.has(name) ? `${name} (bot)` : name;
+    }
+  }
+
   /** Fade tokens of players who forfeited. */
   setFaded(usernames) {
     const set = new Set(usernames || []);

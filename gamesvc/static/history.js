@@ -35,15 +35,19 @@ export function gamesView(ctx, { username }) {
       }
       setChildren(body, h('ul', { class: 'games-list', testid: 'games-list' }, games.map((g) => {
         const result = resultFor(g, username);
+        const bots = new Set([...(g.bots || []), ...(g.stand_ins || [])]);
         const players = (g.players || []).map((p, i) => [
           i ? ', ' : '',
           h('span', { class: p === g.winner ? 'winner-name' : null }, p === g.winner ? `★ ${p}` : p),
+          bots.has(p) ? h('span', { class: 'badge badge-bot', testid: 'game-bot' }, 'bot') : null,
         ]);
         return h('li', { class: 'game-row', testid: 'game-row', dataset: { gameId: g.id } },
           h('div', { class: 'game-main' },
             h('time', { datetime: g.ended || g.started || '' }, dateTime(g.ended || g.started)),
             h('span', { class: 'game-players' }, players)),
           result ? h('span', { class: `badge result-${result.cls}` }, result.text) : null,
+          bots.size ? h('span', { class: 'badge', title: 'Games with bots do not count on the leaderboard' },
+            'Not ranked') : null,
           h('a', {
             class: 'btn btn-small', href: `#/replay/${encodeURIComponent(g.id)}`, testid: 'replay-link',
           }, 'Replay'));
@@ -170,7 +174,8 @@ export function replayView(ctx, { id }) {
     if (currentItem) {
       currentItem.setAttribute('aria-current', 'step');
       if (typeof currentItem.scrollIntoView === 'function' && entriesList.scrollHeight > entriesList.clientHeight) {
-        const top = currentItem.offsetTop - entriesList.offsetTop;
+        // .replay-entries is position: relative, so offsetTop is already measured from the list.
+        const top = currentItem.offsetTop;
         entriesList.scrollTop = Math.max(0, top - entriesList.clientHeight / 2);
       }
     }
@@ -243,6 +248,8 @@ export function replayView(ctx, { id }) {
     const slots = slotMap(players);
     board.setBoard(rec.board || null);
     board.setPlayers(players.map((p) => ({ username: p, slot: slots.get(p) })));
+    const bots = new Set([...(rec.bots || []), ...(rec.stand_ins || [])]);
+    board.setBots([...bots]);
     board.snap(frames[0].positions);
     title.textContent = `Replay: room ${rec.room || ''}`.trim();
     document.title = `Replay · Dice Race`;
@@ -255,6 +262,7 @@ export function replayView(ctx, { id }) {
         h('span', { class: `swatch p${slots.get(p)}`, 'aria-hidden': 'true' }),
         h('span', { class: 'seat-name' }, p),
         h('span', { class: 'seat-badges' },
+          bots.has(p) ? h('span', { class: 'badge badge-bot' }, 'Bot') : null,
           st && st.place ? h('span', { class: 'badge' }, `Place ${st.place}`) : null,
           p === rec.winner ? h('span', { class: 'badge badge-winner' }, 'Winner') : null,
           st && st.forfeited ? h('span', { class: 'badge badge-offline' }, 'Forfeited') : null));

@@ -25,13 +25,15 @@ export function leaderboardTable(players, { me = null, caption = null } = {}) {
     h('tbody', null, rows));
 }
 
-/** Fill container with the top `limit` players (or an inline error). */
-export async function loadLeaderboard(ctx, container, limit, isAlive = () => true) {
+/** Fill container with the top `limit` players (or an inline error); `playedOnly` leaves out players without games. */
+export async function loadLeaderboard(ctx, container, limit, isAlive = () => true, { playedOnly = false } = {}) {
   container.setAttribute('aria-busy', 'true');
   try {
-    const reply = await api('GET', `/api/leaderboard?limit=${limit}`);
+    // Players without games rank above those with games and no wins: ask for the most so that filtering leaves enough.
+    const reply = await api('GET', `/api/leaderboard?limit=${playedOnly ? 100 : limit}`);
     if (!isAlive()) return;
-    const players = Array.isArray(reply.players) ? reply.players : [];
+    let players = Array.isArray(reply.players) ? reply.players : [];
+    if (playedOnly) players = players.filter((p) => Number(p.games) > 0).slice(0, limit);
     if (players.length === 0) {
       setChildren(container, h('p', { class: 'empty' }, 'No games played yet.'));
     } else {

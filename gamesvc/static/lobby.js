@@ -70,8 +70,10 @@ export function lobbyView(ctx) {
     const st = summary.status || 'waiting';
     row.li.dataset.status = st;
     row.name.textContent = summary.name || id;
-    row.count.textContent = `${n}/${seats} players`;
-    const full = seats > 0 && n >= seats;
+    const bots = Number(summary.bots) || 0;
+    row.count.textContent = bots ? `${n}/${seats} players (${bots} ${bots === 1 ? 'bot' : 'bots'})` : `${n}/${seats} players`;
+    // A person may take a bot's seat in a waiting room, so only people fill it.
+    const full = seats > 0 && n - (st === 'waiting' ? bots : 0) >= seats;
     row.status.textContent = STATUS_TEXT[st] || st;
     // A full waiting room gets the plain badge, not the green of an open seat.
     row.status.className = `badge status-${full && st === 'waiting' ? 'full' : st}`;
@@ -197,6 +199,26 @@ export function lobbyView(ctx) {
     joinRoom(code, spectate, spectate ? codeWatch : codeJoin, codeError);
   });
 
+  // ---- play now (quick play) ----
+  const playNowError = h('p', { class: 'form-error', role: 'alert', hidden: true, testid: 'play-now-error' });
+  const playNow = h('button', { type: 'button', class: 'btn btn-primary btn-play-now', testid: 'play-now' }, 'Play now');
+  playNow.addEventListener('click', async () => {
+    setError(playNowError, null);
+    playNow.disabled = true;
+    try {
+      const reply = await ctx.ws.request('room.quick_play');
+      if (!alive) {
+        ctx.ws.request('room.leave').catch(() => {});
+        return;
+      }
+      ctx.enterRoom(reply, false);
+    } catch (err) {
+      if (alive) setError(playNowError, err);
+    } finally {
+      playNow.disabled = false;
+    }
+  });
+
   // ---- top players ----
   const top = h('div', { class: 'top-players' }, h('p', { class: 'empty' }, 'Loading…'));
 
@@ -207,6 +229,10 @@ export function lobbyView(ctx) {
         h('h2', { id: 'rooms-title' }, 'Open rooms'),
         listError, list, empty),
       h('div', { class: 'lobby-side' },
+        h('section', { class: 'card play-now-card', 'aria-labelledby': 'play-now-title' },
+          h('h2', { id: 'play-now-title' }, 'Quick game'),
+          h('p', { class: 'hint' }, 'Join the fullest open room, or start one that bots fill if nobody comes.'),
+          playNowError, h('div', { class: 'actions' }, playNow)),
         h('section', { class: 'card' }, h('h2', { id: 'create-title' }, 'Create a room'), createForm),
         h('section', { class: 'card' }, h('h2', { id: 'code-title' }, 'Join with a code'), codeForm),
         h('section', { class: 'card', 'aria-labelledby': 'top-title' },
@@ -214,7 +240,7 @@ export function lobbyView(ctx) {
           h('p', { class: 'more' }, h('a', { href: '#/leaderboard' }, 'Full leaderboard')))),
     ));
 
-  loadLeaderboard(ctx, top, 10, () => alive);
+  loadLeaderboard(ctx, top, 10, () => alive, { playedOnly: true });
   if (ctx.sessionReady) watch();
 
   return {
@@ -239,7 +265,7 @@ export function lobbyView(ctx) {
         const id = typeof msg.room === 'string' ? msg.room : msg.room && msg.room.id;
         if (rooms.delete(id)) renderList();
       } else if (msg.event === 'game.over') {
-        loadLeaderboard(ctx, top, 10, () => alive);
+        loadLeaderboard(ctx, top, 10, () => alive, { playedOnly: true });
       }
     },
     unmount() {

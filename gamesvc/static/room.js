@@ -110,6 +110,12 @@ export function roomView(ctx, { id }) {
     h('p', { class: 'hint' }, 'Mixed into every die of the next game, so the server cannot pick the dice. '
       + 'Keep this random one or type your own.'));
   const commitEl = h('p', { class: 'hint fairness-commit', testid: 'commit', hidden: true });
+  // Bots: the host adds them to free seats; quick play's countdown says when bots fill the room.
+  const addBotBtn = h('button', { type: 'button', class: 'btn btn-small', testid: 'add-bot', hidden: true }, 'Add a bot');
+  const botsCountdown = h('p', { class: 'bots-countdown', testid: 'bots-countdown', hidden: true });
+  const takeoverBox = h('input', { id: 'bot-takeover', type: 'checkbox', testid: 'bot-takeover' });
+  const takeoverField = h('div', { class: 'field check takeover', hidden: true }, takeoverBox,
+    h('label', { for: 'bot-takeover' }, 'When a player leaves a game, a bot plays on for them'));
 
   const chatLog = h('ol', { class: 'chat-log', testid: 'chat-log', 'aria-label': 'Chat messages', tabindex: '0' });
   const chatInput = h('input', {
@@ -143,7 +149,8 @@ export function roomView(ctx, { id }) {
       h('aside', { class: 'side-col' },
         h('section', { class: 'card', 'aria-labelledby': 'players-title' },
           h('h2', { id: 'players-title' }, 'Players'),
-          seatsEl, spectatorsEl, roleEl, seedField, readyBtn, readyHint, commitEl),
+          seatsEl, botsCountdown, addBotBtn, spectatorsEl, roleEl, seedField, readyBtn, readyHint, commitEl,
+          takeoverField),
         h('section', { class: 'card chat-card', 'aria-labelledby': 'chat-title' },
           h('h2', { id: 'chat-title' }, 'Chat'), chatLog, chatForm, chatError))));
 
@@ -219,6 +226,7 @@ export function roomView(ctx, { id }) {
     else if (next.status === 'waiting') board.setBoard(null);
     const sm = slots();
     board.setPlayers(players().map((p) => ({ username: p.username, slot: sm.get(p.username) })));
+    board.setBots(players().filter((p) => p.bot).map((p) => p.username));
     syncPositions(force || !prev || prev.status !== next.status);
     render();
   }
@@ -282,8 +290,10 @@ export function roomView(ctx, { id }) {
       const isHost = p.username === state.host;
       const isTurn = state.status === 'playing' && p.username === state.turn;
       const connected = p.connected !== false;
+      const isBot = !!p.bot;
       const badges = [];
       if (isHost) badges.push(h('span', { class: 'badge badge-host', title: 'Host' }, '★ Host'));
+      if (isBot) badges.push(h('span', { class: 'badge badge-bot', testid: 'bot-badge' }, 'Bot'));
       if (state.status === 'waiting') {
         badges.push(h('span', { class: `badge ${p.ready ? 'badge-ready' : 'badge-notready'}` },
           p.ready ? 'Ready' : 'Not ready'));
@@ -293,6 +303,13 @@ export function roomView(ctx, { id }) {
         badges.push(h('span', { class: 'badge badge-winner' }, 'Winner'));
       }
       if (!connected) badges.push(h('span', { class: 'badge badge-offline' }, 'Disconnected'));
+      let remove = null;
+      if (isBot && state.host === me() && state.status !== 'playing') {
+        remove = h('button', {
+          type: 'button', class: 'btn btn-small btn-ghost', testid: 'remove-bot', 'aria-label': `Remove ${p.username}`,
+        }, 'Remove');
+        remove.addEventListener('click', () => botRequest('room.remove_bot', { bot: p.username }, remove));
+      }
       items.push(h('li', {
         class: `seat${isTurn ? ' seat-turn' : ''}${isMe ? ' seat-me' : ''}${connected ? '' : ' seat-offline'}`,
         testid: 'seat',
@@ -303,6 +320,7 @@ export function roomView(ctx, { id }) {
           host: String(isHost),
           turn: String(isTurn),
           position: String(Number(p.position) || 0),
+          bot: String(isBot),
         },
       },
       h('span', { class: `swatch p${sm.get(p.username)}`, 'aria-hidden': 'true' }),
@@ -310,7 +328,7 @@ export function roomView(ctx, { id }) {
         h('span', { class: 'sr-only' }, connected ? 'connected' : 'disconnected')),
       h('span', { class: 'seat-name' }, p.username, isMe ? h('span', { class: 'you' }, ' (you)') : null),
       state.status !== 'waiting' ? h('span', { class: 'seat-pos' }, `Square ${Number(p.position) || 0}`) : null,
-      h('span', { class: 'seat-badges' }, badges)));
+      h('span', { class: 'seat-badges' }, badges), remove));
     }
     setChildren(seatsEl, items);
     const n = Number(state.spectators) || 0;
@@ -337,6 +355,12 @@ export function roomView(ctx, { id }) {
     rollBtn.classList.toggle('pulse', myTurn && on && !rollPending);
     playAgain.hidden = !seated;
     playAgain.disabled = readyPending || !on;
+    const hosting = seated && state.host === me();
+    addBotBtn.hidden = !(hosting && status !== 'playing' && players().length < state.seats);
+    addBotBtn.disabled = !on;
+    takeoverField.hidden = !hosting;
+    takeoverBox.checked = !!(state && state.bot_takeover);
+    takeoverBox.disabled = !on;
     chatSend.disabled = !on;
   }
 
@@ -364,6 +388,14 @@ export function roomView(ctx, { id }) {
       text += ` (${secs} s left)`;
       progress.max = turnTotal || 20000;
       progress.value = Math.min(progress.max, left);
+    }
+    const botsAt = state.status === 'waiting' && state.bots_at ? Date.parse(state.bots_at) : NaN;
+    botsCountdown.hidden = !Number.isFinite(botsAt);
+    if (Number.isFinite(botsAt)) {
+      const left = Math.max(0, Math.ceil((botsAt - serverNow()) / 1000));
+      botsCountdown.dataset.seconds = String(left);
+      botsCountdown.textContent = left > 0 ? `Bots take the free seats in ${left} s unless people join first.`
+        : 'Bots are taking the free seats…';
     }
     statusEl.textContent = text;
     statusEl.dataset.status = state.status;
@@ -586,6 +618,24 @@ export function roomView(ctx, { id }) {
     if (!unmounted && gameId === game) verdict.show(result);
   }
 
+  async function botRequest(op, args, button) {
+    button.disabled = true;
+    setError(roomError, null);
+    try {
+      await ctx.ws.request(op, args);
+    } catch (err) {
+      setError(roomError, err);
+    } finally {
+      button.disabled = false;
+      renderControls();
+    }
+  }
+
+  addBotBtn.addEventListener('click', () => botRequest('room.add_bot', {}, addBotBtn));
+  takeoverBox.addEventListener('change', () => {
+    botRequest('room.configure', { bot_takeover: takeoverBox.checked }, takeoverBox);
+  });
+
   readyBtn.addEventListener('click', () => {
     const mine = myPlayer();
     sendReady(!(mine && mine.ready));
@@ -645,6 +695,7 @@ export function roomView(ctx, { id }) {
         board.setBoard(state.board);
         const sm = slots();
         board.setPlayers(players().map((p) => ({ username: p.username, slot: sm.get(p.username) })));
+        board.setBots(players().filter((p) => p.bot).map((p) => p.username));
         board.snap(Object.fromEntries(players().map((p) => [p.username, 0])));
         ctx.announce(`The game has started. Turn order: ${order.join(', ')}.`);
         render();
@@ -732,7 +783,7 @@ export function roomView(ctx, { id }) {
 
   // ---- clock ----
   const ticker = setInterval(() => {
-    if (state && state.status === 'playing') renderStatus();
+    if (state && (state.status === 'playing' || state.bots_at)) renderStatus();
   }, 250);
 
   // ---- start ----
@@ -773,7 +824,8 @@ export function roomView(ctx, { id }) {
     onEvent,
     confirmLeave() {
       if (left || !joined || detached || !state || state.status !== 'playing' || !myPlayer()) return true;
-      return window.confirm('Leave this game? You will forfeit it.');
+      return window.confirm(state.bot_takeover ? 'Leave this game? A bot will play on for you.'
+        : 'Leave this game? You will forfeit it.');
     },
     leaveQuietly() {
       left = true;
