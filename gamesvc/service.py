@@ -27,6 +27,7 @@ from gamesvc.passwords import BcryptHasher, IHasher
 from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
 from gamesvc.results import ResultWriter
 from gamesvc.rooms import RoomService
+from gamesvc.sessions import LiveSessions
 from gamesvc.store.mongo import MongoStore
 from gamesvc.web import build_metrics_site, build_site
 
@@ -45,6 +46,7 @@ class Services:
     results: ResultWriter
     metrics: Metrics
     checkpoints: Checkpoints
+    sessions: LiveSessions
     # The unmetered store, for tests that inspect it (tests.support.memory_services sets it); slots forbid ad-hoc attributes.
     raw_store: Any = None
 
@@ -54,11 +56,12 @@ def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: 
     metrics = Metrics()
     store = MeteredStore(store, metrics, clock)
     results = ResultWriter(store, clock, settings.result_retry)
-    accounts = AccountService(store, clock, hasher, settings)
+    sessions = LiveSessions(clock)
+    accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
     rooms = RoomService(clock, settings, results, **room_options)
     checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
     rooms.checkpoints = checkpoints
-    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints)
+    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)
