@@ -23,6 +23,14 @@ from gamesvc.store.interfaces import IStore
 log = Logger()
 
 
+def visible_record(record: dict[str, Any], viewer: str | None) -> dict[str, Any]:
+    """A game record as `viewer` (a user key, or None when anonymous) may see it: a private room's code is shown
+    only to the game's players."""
+    if record.get("private") and viewer not in {user_key(name) for name in record.get("players", ())}:
+        return {**record, "room": None}
+    return record
+
+
 class ResultWriter:
     """Writes finished games to the store, retrying every `retry` seconds while it is down."""
 

@@ -31,6 +31,7 @@ class FakeMind:
 
     def __init__(self, username: str | None = None) -> None:
         self.account = Account(username.lower(), username) if username else None
+        self.address = "192.0.2.1"
         self.received: list[dict[str, Any]] = []
 
     def deliver(self, outgoing: Any) -> None:
