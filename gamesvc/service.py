@@ -12,6 +12,7 @@ import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -25,7 +26,7 @@ from gamesvc.errors import StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
 from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
-from gamesvc.results import ResultWriter
+from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.sessions import LiveSessions
 from gamesvc.store.mongo import MongoStore
@@ -51,11 +52,14 @@ class Services:
     raw_store: Any = None
 
 
-def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, **room_options: Any) -> Services:
+def build_services(
+    settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, journal: Journal = NoJournal(),
+    **room_options: Any,
+) -> Services:
     """Wire the services around a store (the real one, or the memory one in tests)."""
     metrics = Metrics()
     store = MeteredStore(store, metrics, clock)
-    results = ResultWriter(store, clock, settings.result_retry)
+    results = ResultWriter(store, clock, settings.result_retry, journal)
     sessions = LiveSessions(clock)
     accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
     rooms = RoomService(clock, settings, results, **room_options)
@@ -119,7 +123,13 @@ class GameService(MultiService):
         self._mongo = MongoStore(reactor, settings.mongo_uri or "", timeout=settings.store_timeout)
         self._pool = ThreadPool(minthreads=0, maxthreads=settings.hash_threads, name="gamesvc-bcrypt")
         hasher = BcryptHasher(reactor, self._pool, settings.bcrypt_cost, settings.hash_nice)
-        self.app = build_services(settings, reactor, self._mongo, hasher)
+        # One thread of its own: journal writes keep their order, and an fsync never waits behind bcrypt.
+        self._journal_pool = ThreadPool(minthreads=0, maxthreads=1, name="gamesvc-journal")
+        self.journal = ResultJournal(
+            settings.result_journal or os.path.join(settings.data_dir, "results.journal"),
+            lambda work: deferToThreadPool(reactor, self._journal_pool, work),
+        )
+        self.app = build_services(settings, reactor, self._mongo, hasher, self.journal)
         self.factory = GameFactory(self.app)
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
@@ -138,6 +148,11 @@ class GameService(MultiService):
         --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
         self._pool.start()
+        self._journal_pool.start()
+        # Before the store is reached: the journal is the only copy of these results.
+        replayed = self.app.results.replay()
+        if replayed:
+            log.info("replaying {n} game results from the journal {path}", n=replayed, path=self.journal.path)
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))
         give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
@@ -231,9 +246,11 @@ class GameService(MultiService):
         if left:
             log.error("{n} finished games could not be stored: the store is unavailable", n=left)
         self.app.results.stop()
+        await self.journal.close()
         await self._mongo.stop()
         await MultiService.stopService(self)
         self._pool.stop()
+        self._journal_pool.stop()
 
 
 def _sleep(clock: IReactorTime, seconds: float) -> Deferred[None]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import tempfile
 from typing import Any
 
 import attrs
@@ -91,7 +93,9 @@ class Running:
 
 async def start_service(reactor: Any, mongo_uri: str, **overrides: Any) -> Running:
     """Start the real service on a free port against `mongo_uri` (fast bcrypt unless told otherwise)."""
-    options: dict[str, Any] = {"port": 0, "bcrypt_cost": 4, "mongo_uri": mongo_uri}
+    # A journal of its own, so that one test's pending results never reach another's service.
+    journal = os.path.join(tempfile.mkdtemp(prefix="gamesvc-journal-"), "results.journal")
+    options: dict[str, Any] = {"port": 0, "bcrypt_cost": 4, "mongo_uri": mongo_uri, "result_journal": journal}
     options.update(overrides)
     service = GameService(reactor, Settings(**options))
     service.startService()
