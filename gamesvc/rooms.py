@@ -277,7 +277,11 @@ class RoomService:
         if room.status == PLAYING and room.game is not None and room.deadline is not None:
             # Whoever (re)joins a running game learns whose turn it is, as if they had been there.
             self._send(mind, self._turn_event(room))
-        return {"room": room.state(), "chat": list(room.chat)}
+        state = room.state()
+        if room.state_timer is not None:
+            # This state (with the new spectator count) goes to the others as the next version, coalesced.
+            state["version"] += 1
+        return {"room": state, "chat": list(room.chat)}
 
     def _seat(self, room: Room, seat: Seat) -> None:
         room.players.append(seat)

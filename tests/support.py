@@ -152,8 +152,9 @@ class WsClient:
 
     def _received(self, message: dict[str, Any]) -> None:
         if "re" in message:
-            d = self._waiting.pop(message["re"], None)
-            if d is not None:
+            # Left in `_waiting` until `reply` takes it: a reply may arrive before the test asks for it.
+            d = self._waiting.get(message["re"])
+            if d is not None and not d.called:
                 d.callback(message)
             else:
                 self.replies.put(message)
@@ -188,7 +189,10 @@ class WsClient:
 
     async def reply(self, rid: Any) -> dict[str, Any]:
         """Wait for the reply to request `rid`."""
-        return await within(self._reactor, self._waiting[rid])
+        try:
+            return await within(self._reactor, self._waiting[rid])
+        finally:
+            del self._waiting[rid]
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send a request and wait for its reply."""

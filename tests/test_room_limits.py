@@ -107,9 +107,10 @@ def test_spectator_churn_is_coalesced_into_one_state_per_interval() -> None:
     written = services.checkpoints.written
     watchers = [FakeMind(f"w{i}") for i in range(50)]
     first = rooms.join(watchers[0], room_id, spectate=True)["room"]
-    assert first["spectators"] == 1
-    for watcher in watchers[1:]:
-        rooms.join(watcher, room_id, spectate=True)
+    assert first["spectators"] == 1 and first["version"] == 2
+    later = [rooms.join(watcher, room_id, spectate=True)["room"] for watcher in watchers[1:]]
+    # A spectator whose state is coalesced gets the version under which the others will see it.
+    assert [(s["spectators"], s["version"]) for s in later[:2]] == [(2, 3), (3, 3)]
     for watcher in watchers[:10]:
         rooms.leave(watcher)
     counts = [e["room"]["spectators"] for e in host.events("room.state")]
