@@ -130,7 +130,12 @@ class ResultJournal:
     def idle(self) -> Deferred[None]:
         """Fire once every write asked for so far is finished."""
         d: Deferred[None] = Deferred()
-        self._tail.addBoth(lambda result: (d.callback(None), result)[1])
+
+        def reached(result: object) -> object:
+            d.callback(None)
+            return result
+
+        self._tail.addBoth(reached)
         return d
 
     def close(self) -> Deferred[None]:

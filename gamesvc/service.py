@@ -150,7 +150,12 @@ class GameService(MultiService):
         self._pool.start()
         self._journal_pool.start()
         # Before the store is reached: the journal is the only copy of these results.
-        replayed = self.app.results.replay()
+        try:
+            replayed = self.app.results.replay()
+        except OSError as e:
+            log.critical("cannot use the result journal {path} (see --result-journal): {why}", path=self.journal.path,
+                         why=str(e))
+            raise
         if replayed:
             log.info("replaying {n} game results from the journal {path}", n=replayed, path=self.journal.path)
         ready = self._connect_store()
