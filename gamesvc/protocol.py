@@ -342,9 +342,9 @@ class GameProtocol(WebSocketServerProtocol):
         """Sign the connection in from its handshake cookie; a bad cookie just leaves it anonymous."""
         try:
             account, _user, expires = await self.factory.services.accounts.resume_expiring(token)
+            self._sign_in(account, token, expires)
         except (GameError, StoreUnavailable):
             return
-        self._sign_in(account, token, expires)
 
     # Outgoing
 
@@ -380,11 +380,12 @@ class GameProtocol(WebSocketServerProtocol):
     def _sign_in(self, account: Any, token: str, expires: float) -> None:
         if not self.open:
             return  # closed while the sign-in was under way: nothing would ever unregister it
+        if not self.factory.services.sessions.add(token_hash(token), self, expires):
+            raise GameError("unauthenticated", "the session was logged out")
         if self.account is not None and self.account != account:
             self.factory.services.rooms.disconnected(self)
         self.account = account
         self.token = token
-        self.factory.services.sessions.add(token_hash(token), self, expires)
 
     def _sign_out(self) -> None:
         """Leave the room (a seat waits for the grace period) and become anonymous again."""

@@ -205,3 +205,25 @@ def test_the_cookie_session_is_registered_and_closing_forgets_it() -> None:
     closed(by_cookie)
     assert len(services.sessions) == 0
     assert [c for c in services.clock.getDelayedCalls() if c.active()] == []
+
+
+def test_a_resume_that_raced_a_logout_is_refused() -> None:
+    """A resume whose store lookup finished before a logout but signs in after it is unauthenticated, not signed
+    in with a dead session."""
+    from twisted.internet.defer import Deferred
+
+    services, factory = services_and_factory()
+    first = opened(factory)
+    token = first.request("signup", username="wes", password="password1")["token"]
+    accounts = services.accounts
+    found: list = []
+    accounts.resume_expiring(token).addCallback(found.append)  # the store's answer, before the logout
+    held: Deferred = Deferred()
+    held.addCallback(lambda _: found[0])
+    accounts.resume_expiring = lambda _token: held  # type: ignore[method-assign]
+    racing = opened(factory)
+    racing.onMessage(b'{"op": "resume", "id": 1, "token": "%s"}' % token.encode(), False)
+    accounts.logout(token)  # the logout lands while the resume is between its lookup and its sign-in
+    held.callback(None)
+    assert racing.received[-1]["error"] == "unauthenticated"
+    assert racing.account is None and len(services.sessions) == 0
