@@ -35,10 +35,12 @@ class Connection(GameProtocol):
         self.closes: list[tuple[Any, Any]] = []
 
     def deliver(self, outgoing: Any) -> None:
+        """Record the message as the client would parse it."""
         if self.open:
             self.received.append(json.loads(outgoing.payload))
 
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
+        """Record the close instead of sending it."""
         self.closes.append((code, reason))
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class Connection(GameProtocol):
         return replies[0]
 
     def events(self, name: str) -> list[dict[str, Any]]:
+        """The events of one kind received so far."""
         return [m for m in self.received if m.get("event") == name]
 
 
@@ -67,6 +70,7 @@ def closed(conn: Connection) -> None:
 
 
 def services_and_factory(**settings: Any) -> tuple[Any, GameFactory]:
+    """Memory services (with a generous message rate) and a factory of connections to them."""
     services = memory_services(**{"message_rate": 1000.0, "message_burst": 1000, **settings})
     return services, GameFactory(services)
 

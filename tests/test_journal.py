@@ -36,6 +36,7 @@ def record(game_id: str, winner: str = "ann") -> dict[str, Any]:
 
 
 def store_with_players() -> MemoryStore:
+    """A memory store with the accounts ann and bob."""
     store = MemoryStore()
     for name in ("ann", "bob"):
         store.users[name] = {"key": name, "username": name, "password_hash": b"", "wins": 0, "games": 0,
@@ -44,6 +45,7 @@ def store_with_players() -> MemoryStore:
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
+    """The journal's lines, parsed."""
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
