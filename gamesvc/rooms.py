@@ -316,7 +316,8 @@ class RoomService:
         room = self._where.get(mind)
         if room is None:
             raise GameError("not_in_room", "you are not in a room")
-        self._churned(mind.account.key)
+        # Counted but never refused: nobody should be kept in a room, and each leave needs a (limited) join first.
+        self._churn.hit(mind.account.key)
         if mind in room.spectators:
             self._leave_spectating(mind)
             return
@@ -372,7 +373,7 @@ class RoomService:
             self._changed(room)
 
     def _churned(self, key: str) -> None:
-        """Count one join, spectate or leave of an account, refusing it past --room-churn-limit."""
+        """Count one join or spectate of an account, refusing it past --room-churn-limit."""
         _check_limit(self._churn, key, "you joined and left rooms too often; try again later")
         self._churn.hit(key)
 

@@ -46,7 +46,8 @@ def test_room_create_is_limited_per_account() -> None:
 
 
 def test_join_leave_and_spectate_churn_is_limited_per_account() -> None:
-    """Joins, spectates and leaves share --room-churn-limit; a refused one changes nothing and sends nothing."""
+    """Joins, spectates and leaves share --room-churn-limit; a refused join changes nothing and sends nothing, and
+    a leave is counted but never refused."""
     services = memory_services(room_churn_limit=4, room_limit_window=60.0, coalesce_seconds=0)
     rooms = services.rooms
     host = FakeMind("host")
@@ -63,6 +64,12 @@ def test_join_leave_and_spectate_churn_is_limited_per_account() -> None:
     assert rooms.rooms[room_id].spectators == set() and len(rooms.rooms[room_id].players) == 1
     services.clock.advance(60)
     rooms.join(churner, room_id)
+    rooms.leave(churner)
+    rooms.join(churner, room_id, spectate=True)
+    rooms.join(churner, room_id)  # sits down: the fourth in the window
+    rooms.leave(churner)  # over the limit, and still free to go
+    assert len(rooms.rooms[room_id].players) == 1
+    raises("rate_limited", rooms.join, churner, room_id)
 
 
 def test_taking_back_ones_own_seat_is_never_limited() -> None:
