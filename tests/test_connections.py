@@ -1,6 +1,7 @@
 """Connection hardening: connections per client address, the sign-in deadline, and sessions ended on live sockets.
 
-The protocol runs in memory over the memory store and a `task.Clock`: no sockets, no sleeps.
+The protocol runs in memory over the memory store and a `task.Clock` (no sockets, no sleeps); the last test checks
+the same against the real service.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import json
 from typing import Any
 
 import pytest
+import pytest_twisted
 from autobahn.websocket.types import ConnectionDeny
 
 from gamesvc.protocol import CLOSE_SIGNIN_TIMEOUT, GameFactory, GameProtocol
-from tests.support import memory_services
+from tests.conftest import fresh_database_uri
+from tests.support import WsClient, http, memory_services, start_service
 
 
 class Request:
@@ -231,3 +234,33 @@ def test_a_resume_that_raced_a_logout_is_refused() -> None:
     held.callback(None)
     assert racing.received[-1]["error"] == "unauthenticated"
     assert racing.account is None and len(services.sessions) == 0
+
+
+# The same over real sockets
+
+
+@pytest.mark.integration
+@pytest_twisted.ensureDeferred
+async def test_real_handshakes_past_the_address_limit_are_refused_and_http_logout_ends_sockets(
+    reactor: Any, mongo_uri: str
+) -> None:
+    """Against the real service: the third WebSocket from 127.0.0.1 with a limit of 2 is refused until one closes,
+    and POST /api/logout sends session.ended to a socket signed in with that session."""
+    running = await start_service(reactor, fresh_database_uri(mongo_uri), max_connections_per_address=2)
+    try:
+        first = await WsClient.connect(reactor, running.ws_url)
+        token = (await first.ok("signup", username="xena", password="password1"))["token"]
+        second = await WsClient.connect(reactor, running.ws_url)
+        with pytest.raises(ConnectionError):
+            await WsClient.connect(reactor, running.ws_url)
+        await second.close()
+        third = await WsClient.connect(reactor, running.ws_url)
+        status, _, _ = await http(reactor, "POST", running.url + "/api/logout", body={},
+                                  headers={"Authorization": f"Bearer {token}"})
+        assert status == 200
+        assert (await first.event("session.ended"))["reason"] == "logged_out"
+        assert (await first.request("me"))["error"] == "unauthenticated"
+        await first.close()
+        await third.close()
+    finally:
+        await running.service.stopService()
