@@ -144,6 +144,8 @@ class ServerOptions:
             # Every player comes from 127.0.0.1, so the per-address limits must not bite.
             "signup-address-limit": 1_000_000,
             "login-address-limit": 1_000_000,
+            "max-connections-per-address": 1_000_000,
+            "room-miss-address-limit": 1_000_000,
             "message-rate": 1000,
             "message-burst": 2000,
             "chat-rate": 1000,

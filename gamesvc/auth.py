@@ -19,6 +19,7 @@ from gamesvc.config import Settings
 from gamesvc.errors import DuplicateKey, GameError, RateLimited
 from gamesvc.passwords import IHasher
 from gamesvc.ratelimit import SlidingWindow
+from gamesvc.sessions import LOGGED_OUT, LiveSessions
 from gamesvc.store.interfaces import IStore
 
 log = Logger()
@@ -42,6 +43,7 @@ class SignedIn:
     account: Account
     user: dict
     token: str
+    expires: float = 0.0  # clock seconds when the session ends
 
 
 def user_key(username: str) -> str:
@@ -87,12 +89,15 @@ class AccountService:
         hasher: IHasher,
         settings: Settings,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+        sessions: LiveSessions | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._hasher = hasher
         self._settings = settings
         self._new_token = new_token
+        # The open connections of each session, told when it is logged out (build_services shares one).
+        self.sessions = sessions if sessions is not None else LiveSessions(clock)
         self._dummy_hash: bytes | None = None
         self.failed_by_user = SlidingWindow(clock, settings.login_user_limit, settings.login_window)
         self.failed_by_address = SlidingWindow(clock, settings.login_address_limit, settings.login_window)
@@ -100,14 +105,9 @@ class AccountService:
 
     async def _open_session(self, user: dict) -> SignedIn:
         token = self._new_token()
-        await self._store.insert_session(
-            {
-                "token_hash": token_hash(token),
-                "user": user["key"],
-                "expires": self._clock.seconds() + self._settings.session_ttl,
-            }
-        )
-        return SignedIn(Account(user["key"], user["username"]), public_user(user), token)
+        expires = self._clock.seconds() + self._settings.session_ttl
+        await self._store.insert_session({"token_hash": token_hash(token), "user": user["key"], "expires": expires})
+        return SignedIn(Account(user["key"], user["username"]), public_user(user), token, expires)
 
     @deferred
     async def signup(self, username: str, password: str, address: str) -> SignedIn:
@@ -173,18 +173,27 @@ class AccountService:
     @deferred
     async def resume(self, token: str) -> tuple[Account, dict]:
         """The account and user behind a live session token; `unauthenticated` otherwise."""
+        account, user, _expires = await self.resume_expiring(token)
+        return account, user
+
+    @deferred
+    async def resume_expiring(self, token: str) -> tuple[Account, dict, float]:
+        """`resume`, plus the clock time when the session expires (for live connections' expiry timers)."""
         session = await self._store.find_session(token_hash(token)) if token else None
         if session is None or session["expires"] <= self._clock.seconds():
             raise GameError("unauthenticated", "the session is unknown, expired or revoked")
         user = await self._store.find_user(session["user"])
         if user is None:
             raise GameError("unauthenticated", "the session's account no longer exists")
-        return Account(user["key"], user["username"]), public_user(user)
+        return Account(user["key"], user["username"]), public_user(user), session["expires"]
 
     @deferred
     async def logout(self, token: str) -> None:
-        """Revoke a session token."""
-        await self._store.delete_session(token_hash(token))
+        """Revoke a session token and sign out every connection holding it (`session.ended`)."""
+        hashed = token_hash(token)
+        # Live connections first: a store outage must not keep them signed in.
+        self.sessions.end(hashed, LOGGED_OUT)
+        await self._store.delete_session(hashed)
 
     @deferred
     async def user(self, key: str) -> dict:

@@ -157,6 +157,12 @@ class Settings:
     flood_strikes: int = option(
         50, _int_in(1, 1_000_000), "rate-limited messages in a row before the connection is closed (1008)"
     )
+    max_connections_per_address: int = option(
+        100, _int_in(1, 1_000_000), "most WebSocket connections at once from one client address (more: HTTP 503)"
+    )
+    signin_timeout: float = option(
+        30.0, _float_in(0, 86400), "seconds a WebSocket may stay open without signing in (then close 4408; 0: forever)"
+    )
 
     # Rooms and games
     max_rooms: int = option(5000, _int_in(1, 1_000_000), "most rooms open at once")
@@ -174,6 +180,26 @@ class Settings:
     checkpoint_interval: float = option(
         0.0, _float_in(0, 600),
         "seconds a changed room may wait for its checkpoint write (0: at once; a crash loses at most this much play)",
+    )
+    room_create_limit: int = option(10, _int_in(1, 1_000_000), "rooms one account may create per --room-limit-window")
+    room_churn_limit: int = option(
+        30, _int_in(1, 1_000_000), "joins, leaves and spectates of one account per --room-limit-window"
+    )
+    room_limit_window: float = option(60.0, _float_in(1, 86400), "seconds of the room create and churn windows")
+    max_spectators: int = option(100, _int_in(0, 1_000_000), "most spectators in one room (more: room_full)")
+    coalesce_seconds: float = option(
+        0.25, _float_in(0, 60),
+        "seconds over which a room's spectator-count changes and lobby updates are merged into one (0: none)",
+    )
+    room_miss_limit: int = option(
+        10, _int_in(1, 1_000_000), "joins of unknown room codes per account per --room-miss-window"
+    )
+    room_miss_address_limit: int = option(
+        30, _int_in(1, 1_000_000), "joins of unknown room codes per client address per --room-miss-window"
+    )
+    room_miss_window: float = option(600.0, _float_in(1, 86400), "seconds of the unknown-room-code window")
+    result_journal: str | None = option(
+        None, _text, "file where finished results wait for the store (default: results.journal in --data-dir)"
     )
     dice_seed: int | None = option(
         None, _optional_int, "TESTING ONLY: draw the fair dice's server seeds (and drawn client seeds) from a seeded PRNG"

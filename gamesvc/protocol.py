@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from gamesvc import args, sendnow
 from gamesvc import fairness
+from gamesvc.auth import token_hash
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
@@ -32,6 +34,7 @@ MAX_ID_LENGTH = 128
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_GOING_AWAY = 1001
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_SIGNIN_TIMEOUT = 4408  # like HTTP 408: the connection did not sign in within --signin-timeout
 SLOW_REQUEST = 0.5  # seconds; slower requests are logged with their fields
 
 Handler = Callable[["GameProtocol", dict], Awaitable[dict | None]]
@@ -152,6 +155,8 @@ class GameProtocol(WebSocketServerProtocol):
         self._strikes = 0
         self._messages: TokenBucket | None = None
         self._chats: TokenBucket | None = None
+        self._signin_timer: IDelayedCall | None = None
+        self._address_counted = False
 
     # Handshake and lifecycle
 
@@ -168,6 +173,10 @@ class GameProtocol(WebSocketServerProtocol):
             services.metrics.refused("capacity")
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "server is full")
         self.address = peer_host(request.peer)
+        if not self.factory.address_opened(self.address):
+            services.metrics.refused("address")
+            raise ConnectionDeny(429, "too many connections from this address")
+        self._address_counted = True
         self._cookie_token = session_token_from_cookie(request.headers.get("cookie"))
 
     def onOpen(self) -> None:
@@ -180,21 +189,40 @@ class GameProtocol(WebSocketServerProtocol):
         self._chats = TokenBucket(clock, settings.chat_rate, settings.chat_burst)
         self.factory.connections.add(self)
         services.metrics.connection_opened()
+        self._arm_signin_deadline()
         if self._cookie_token:
             self._enqueue(None, "_cookie", {"token": self._cookie_token}, internal=True)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Leave the factory's connections; rooms keep the seat for the grace period."""
+        if self._address_counted:
+            self._address_counted = False
+            self.factory.address_closed(self.address)
         self._detach()
+
+    def _arm_signin_deadline(self) -> None:
+        """Give an anonymous connection --signin-timeout seconds to sign in (again after a sign-out)."""
+        timeout = self.factory.services.settings.signin_timeout
+        if timeout > 0 and self._signin_timer is None:
+            self._signin_timer = self.factory.services.clock.callLater(timeout, self._signin_deadline)
+
+    def _signin_deadline(self) -> None:
+        self._signin_timer = None
+        if self.open and self.account is None:
+            self.sendClose(CLOSE_SIGNIN_TIMEOUT, "sign in (signup, login or resume) sooner")
 
     def _detach(self) -> None:
         if not self.open:
             return
         self.open = False
         self._pending.clear()
+        if self._signin_timer is not None and self._signin_timer.active():
+            self._signin_timer.cancel()
+        self._signin_timer = None
         self.factory.connections.discard(self)
         services = self.factory.services
         services.metrics.connection_closed()
+        services.sessions.remove(self)
         services.rooms.disconnected(self)
 
     # Incoming frames
@@ -314,10 +342,10 @@ class GameProtocol(WebSocketServerProtocol):
     async def _authenticate_cookie(self, token: str) -> None:
         """Sign the connection in from its handshake cookie; a bad cookie just leaves it anonymous."""
         try:
-            account, _user = await self.factory.services.accounts.resume(token)
+            account, _user, expires = await self.factory.services.accounts.resume_expiring(token)
+            self._sign_in(account, token, expires)
         except (GameError, StoreUnavailable):
             return
-        self._sign_in(account, token)
 
     # Outgoing
 
@@ -350,11 +378,30 @@ class GameProtocol(WebSocketServerProtocol):
 
     # Session helpers used by the ops
 
-    def _sign_in(self, account: Any, token: str) -> None:
+    def _sign_in(self, account: Any, token: str, expires: float) -> None:
+        if not self.open:
+            return  # closed while the sign-in was under way: nothing would ever unregister it
+        if not self.factory.services.sessions.add(token_hash(token), self, expires):
+            raise GameError("unauthenticated", "the session was logged out")
         if self.account is not None and self.account != account:
             self.factory.services.rooms.disconnected(self)
         self.account = account
         self.token = token
+
+    def _sign_out(self) -> None:
+        """Leave the room (a seat waits for the grace period) and become anonymous again."""
+        services = self.factory.services
+        services.sessions.remove(self)
+        services.rooms.disconnected(self)
+        self.account = self.token = None
+        self._arm_signin_deadline()
+
+    def end_session(self, reason: str) -> None:
+        """The session was logged out elsewhere or expired: tell the client (`session.ended`) and sign out."""
+        if not self.open:
+            return
+        self._send({"event": "session.ended", "reason": reason})
+        self._sign_out()
 
 
 class GameFactory(WebSocketServerFactory):
@@ -366,6 +413,8 @@ class GameFactory(WebSocketServerFactory):
         super().__init__(url)
         self.services = services
         self.connections: set[GameProtocol] = set()
+        # Open connections (handshake included) per client address, for --max-connections-per-address.
+        self.by_address: dict[str, int] = {}
         settings = services.settings
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes,
@@ -379,6 +428,22 @@ class GameFactory(WebSocketServerFactory):
             # Origins are checked in onConnect against the Host header or the configured patterns.
             allowedOrigins=["*"],
         )
+
+    def address_opened(self, address: str) -> bool:
+        """Count a new connection from `address`; False (and not counted) when the address is at its limit."""
+        count = self.by_address.get(address, 0)
+        if count >= self.services.settings.max_connections_per_address:
+            return False
+        self.by_address[address] = count + 1
+        return True
+
+    def address_closed(self, address: str) -> None:
+        """Uncount a connection from `address`."""
+        count = self.by_address.get(address, 0) - 1
+        if count > 0:
+            self.by_address[address] = count
+        else:
+            self.by_address.pop(address, None)
 
     def announce_restart(self) -> None:
         """Tell every connection that the server is about to restart (`server.restarting`)."""
@@ -406,7 +471,7 @@ async def _with_password(conn: GameProtocol, message: dict, action: Callable[...
     signed = await action(
         args.text(message, "username", max_len=100), args.text(message, "password", max_len=1000), conn.address
     )
-    conn._sign_in(signed.account, signed.token)
+    conn._sign_in(signed.account, signed.token, signed.expires)
     return {"user": signed.user, "token": signed.token}
 
 
@@ -423,18 +488,18 @@ async def _login(conn: GameProtocol, message: dict) -> dict:
 @op("resume", auth=False)
 async def _resume(conn: GameProtocol, message: dict) -> dict:
     token = args.text(message, "token", min_len=1, max_len=200)
-    account, user = await conn.factory.services.accounts.resume(token)
-    conn._sign_in(account, token)
+    account, user, expires = await conn.factory.services.accounts.resume_expiring(token)
+    conn._sign_in(account, token, expires)
     return {"user": user}
 
 
 @op("logout")
 async def _logout(conn: GameProtocol, message: dict) -> None:
-    services = conn.factory.services
-    if conn.token:
-        await services.accounts.logout(conn.token)
-    services.rooms.disconnected(conn)
-    conn.account = conn.token = None
+    token = conn.token
+    # Signed out first, so that this connection gets its reply rather than `session.ended`.
+    conn._sign_out()
+    if token:
+        await conn.factory.services.accounts.logout(token)
     return None
 
 

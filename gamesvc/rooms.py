@@ -99,6 +99,19 @@ class Room:
     def host(self) -> Seat | None:
         """The first seated person: bots and stand-ins are never the host."""
         return next((seat for seat in self.players if not seat.bot), None)
+    # Coalescing (--coalesce-seconds): when the room last broadcast its state and the lobby its summary, and the
+    # timers that send a merged update at the end of the interval.
+    changed_at: float = float("-inf")
+    state_timer: IDelayedCall | None = None
+    lobby_sent: float = float("-inf")
+    lobby_timer: IDelayedCall | None = None
+
+    def cancel_coalescing(self) -> None:
+        """Stop the timers of merged updates (the room changed in full, or closed)."""
+        for timer in (self.state_timer, self.lobby_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.state_timer = self.lobby_timer = None
 
     def seat_of(self, key: str) -> Seat | None:
         """The seat this user holds here, if any."""
@@ -156,6 +169,13 @@ class Room:
         }
 
 
+def _check_limit(window: SlidingWindow, key: str, message: str) -> None:
+    """Refuse with `rate_limited` (and its retry_after) when `key` is over `window`'s limit."""
+    wait = window.retry_after(key)
+    if wait is not None:
+        raise RateLimited(message, wait)
+
+
 def default_random_bytes(settings: Settings) -> Callable[[int], bytes]:
     """The source of server seeds (and of client seeds drawn for players): the OS's secure RNG, or a seeded PRNG
     when a test fixes the seeds with --dice-seed."""
@@ -202,6 +222,11 @@ class RoomService:
         # Bots' names and delays; bots added per account, so that bots cannot flood the server.
         self._bot_random = bot_random or random.Random()
         self._bot_adds = SlidingWindow(clock, settings.bot_limit, settings.bot_window)
+        # Per-account limits on cheap requests that buy broadcasts, and on guessing private room codes.
+        self._creates = SlidingWindow(clock, settings.room_create_limit, settings.room_limit_window)
+        self._churn = SlidingWindow(clock, settings.room_churn_limit, settings.room_limit_window)
+        self._misses_by_account = SlidingWindow(clock, settings.room_miss_limit, settings.room_miss_window)
+        self._misses_by_address = SlidingWindow(clock, settings.room_miss_address_limit, settings.room_miss_window)
 
     # Queries
 
@@ -239,6 +264,8 @@ class RoomService:
             raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
         if len(self.rooms) >= self._settings.max_rooms:
             raise GameError("unavailable", "the server has as many rooms as it allows; try again later")
+        _check_limit(self._creates, account.key, "you created too many rooms; try again later")
+        self._creates.hit(account.key)
         self._leave_spectating(mind)
         room = Room(self._new_room_id(), name, seats, private, deque(maxlen=self._settings.chat_history))
         room.server_seed = self._random_bytes(fairness.SEED_BYTES)
@@ -258,8 +285,16 @@ class RoomService:
     def join(self, mind: IMind, room_id: str, spectate: bool = False) -> dict[str, Any]:
         """Take a seat (or watch) in a room; the user's own seat is taken back after a drop or from another tab."""
         account = mind.account
-        room = self.rooms.get(room_id.upper())
+        room_id = room_id.upper()
+        room = self.rooms.get(room_id)
+        own = self._seats.get(account.key)
+        if own is None or own.id != room_id:
+            # Past the limit every code gets the same answer, known or not, so the code space cannot be walked.
+            _check_limit(self._misses_by_account, account.key, "too many unknown room codes; try again later")
+            _check_limit(self._misses_by_address, mind.address, "too many unknown room codes; try again later")
         if room is None:
+            self._misses_by_account.hit(account.key)
+            self._misses_by_address.hit(mind.address)
             raise GameError("room_not_found", f"there is no room {room_id}")
         seat = room.seat_of(account.key)
         if seat is not None:
@@ -270,10 +305,13 @@ class RoomService:
             current = self._where.get(mind)
             if current is not None and current is not room and current.seat_of(account.key) is not None:
                 raise GameError("already_in_room", f"leave room {current.id} first")
+            if len(room.spectators) >= self._settings.max_spectators:
+                raise GameError("room_full", f"room {room.id} has as many spectators as it allows")
+            self._churned(account.key)
             self._leave_spectating(mind)
             room.spectators.add(mind)
             self._where[mind] = room
-            self._changed(room)
+            self._spectators_changed(room)
         else:
             if account.key in self._seats:
                 raise GameError("already_in_room", f"you already have a seat in room {self._seats[account.key].id}")
@@ -281,13 +319,18 @@ class RoomService:
                 raise GameError("game_in_progress", f"room {room.id} is playing; you may spectate")
             if len(room.players) >= room.seats and not self._make_way(room):
                 raise GameError("room_full", f"room {room.id} has no free seat")
+            self._churned(account.key)
             self._leave_spectating(mind)
             self._seat(room, Seat(account.key, account.username, mind=mind))
             self._changed(room)
         if room.status == PLAYING and room.game is not None and room.deadline is not None:
             # Whoever (re)joins a running game learns whose turn it is, as if they had been there.
             self._send(mind, self._turn_event(room))
-        return {"room": room.state(), "chat": list(room.chat)}
+        state = room.state()
+        if room.state_timer is not None:
+            # This state (with the new spectator count) goes to the others as the next version, coalesced.
+            state["version"] += 1
+        return {"room": state, "chat": list(room.chat)}
 
     def _seat(self, room: Room, seat: Seat) -> None:
         room.players.append(seat)
@@ -315,13 +358,15 @@ class RoomService:
         if room is not None and mind in room.spectators:
             room.spectators.discard(mind)
             del self._where[mind]
-            self._changed(room)
+            self._spectators_changed(room)
 
     def leave(self, mind: IMind) -> None:
         """Leave the room: a spectator stops watching; a player gives up the seat (forfeiting a running game)."""
         room = self._where.get(mind)
         if room is None:
             raise GameError("not_in_room", "you are not in a room")
+        # Counted but never refused: nobody should be kept in a room, and each leave needs a (limited) join first.
+        self._churn.hit(mind.account.key)
         if mind in room.spectators:
             self._leave_spectating(mind)
             return
@@ -348,7 +393,7 @@ class RoomService:
             return
         if mind in room.spectators:
             room.spectators.discard(mind)
-            self._changed(room)
+            self._spectators_changed(room)
             return
         for seat in room.players:
             if seat.mind is mind:
@@ -381,10 +426,16 @@ class RoomService:
         elif not self._start_if_ready(room):
             self._changed(room)
 
+    def _churned(self, key: str) -> None:
+        """Count one join or spectate of an account, refusing it past --room-churn-limit."""
+        _check_limit(self._churn, key, "you joined and left rooms too often; try again later")
+        self._churn.hit(key)
+
     def _close(self, room: Room) -> None:
         """Close a room whose players have all left."""
         self._stop_turn(room)
         self._stop_fill(room)
+        room.cancel_coalescing()
         del self.rooms[room.id]
         for mind in list(room.spectators):
             self._where.pop(mind, None)
@@ -561,6 +612,8 @@ class RoomService:
             "players": list(game.order),
             "board": game.board.to_json(),
             "entries": list(room.entries),
+            # Who may see the room's code: gamesvc.results.visible_record hides it from others when private.
+            "private": room.private,
             "winner": game.winner,
             "standings": standings,
             "started": iso(room.started),
@@ -811,6 +864,7 @@ class RoomService:
             if room.turn_timer is not None and room.turn_timer.active():
                 room.turn_timer.cancel()
             room.turn_timer = None
+            room.cancel_coalescing()
             if room.bot_timer is not None and room.bot_timer.active():
                 room.bot_timer.cancel()
             room.bot_timer = None
@@ -834,14 +888,52 @@ class RoomService:
         """Push the new state to the room, and the new summary to the lobby when it changed."""
         if room.id not in self.rooms:
             return
+        if room.state_timer is not None:
+            # This state carries the spectator count that was waiting to be sent.
+            if room.state_timer.active():
+                room.state_timer.cancel()
+            room.state_timer = None
+        room.changed_at = self._clock.seconds()
         room.version += 1
         if self.checkpoints is not None:
             self.checkpoints.room_changed(room)
         self._broadcast(room, {"event": "room.state", "room": room.state()})
+        self._lobby_changed(room)
+
+    def _spectators_changed(self, room: Room) -> None:
+        """A spectator came or went: push the state now, or once at the end of the coalescing interval."""
+        if room.id not in self.rooms or room.state_timer is not None:
+            return
+        wait = room.changed_at + self._settings.coalesce_seconds - self._clock.seconds()
+        if wait <= 0:
+            self._changed(room)
+        else:
+            room.state_timer = self._clock.callLater(wait, self._coalesced_change, room)
+
+    def _coalesced_change(self, room: Room) -> None:
+        room.state_timer = None
+        self._changed(room)
+
+    def _lobby_changed(self, room: Room) -> None:
+        """Push a public room's new summary to the lobby: at most one per room per coalescing interval."""
+        if room.private or room.lobby_timer is not None or room.summary() == room.last_summary:
+            return
+        wait = room.lobby_sent + self._settings.coalesce_seconds - self._clock.seconds()
+        if wait <= 0:
+            self._send_summary(room)
+        else:
+            room.lobby_timer = self._clock.callLater(wait, self._coalesced_summary, room)
+
+    def _coalesced_summary(self, room: Room) -> None:
+        room.lobby_timer = None
+        if room.id in self.rooms and room.summary() != room.last_summary:
+            self._send_summary(room)
+
+    def _send_summary(self, room: Room) -> None:
         summary = room.summary()
-        if not room.private and summary != room.last_summary:
-            room.last_summary = summary
-            self._to_watchers({"event": "lobby.room", "room": summary})
+        room.last_summary = summary
+        room.lobby_sent = self._clock.seconds()
+        self._to_watchers({"event": "lobby.room", "room": summary})
 
     @contextmanager
     def _delivery(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -25,8 +26,9 @@ from gamesvc.errors import StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
 from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
-from gamesvc.results import ResultWriter
+from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
+from gamesvc.sessions import LiveSessions
 from gamesvc.store.mongo import MongoStore
 from gamesvc.web import build_metrics_site, build_site
 
@@ -45,20 +47,25 @@ class Services:
     results: ResultWriter
     metrics: Metrics
     checkpoints: Checkpoints
+    sessions: LiveSessions
     # The unmetered store, for tests that inspect it (tests.support.memory_services sets it); slots forbid ad-hoc attributes.
     raw_store: Any = None
 
 
-def build_services(settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, **room_options: Any) -> Services:
+def build_services(
+    settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, journal: Journal = NoJournal(),
+    **room_options: Any,
+) -> Services:
     """Wire the services around a store (the real one, or the memory one in tests)."""
     metrics = Metrics()
     store = MeteredStore(store, metrics, clock)
-    results = ResultWriter(store, clock, settings.result_retry)
-    accounts = AccountService(store, clock, hasher, settings)
+    results = ResultWriter(store, clock, settings.result_retry, journal)
+    sessions = LiveSessions(clock)
+    accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
     rooms = RoomService(clock, settings, results, **room_options)
     checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
     rooms.checkpoints = checkpoints
-    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints)
+    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)
@@ -116,7 +123,13 @@ class GameService(MultiService):
         self._mongo = MongoStore(reactor, settings.mongo_uri or "", timeout=settings.store_timeout)
         self._pool = ThreadPool(minthreads=0, maxthreads=settings.hash_threads, name="gamesvc-bcrypt")
         hasher = BcryptHasher(reactor, self._pool, settings.bcrypt_cost, settings.hash_nice)
-        self.app = build_services(settings, reactor, self._mongo, hasher)
+        # One thread of its own: journal writes keep their order, and an fsync never waits behind bcrypt.
+        self._journal_pool = ThreadPool(minthreads=0, maxthreads=1, name="gamesvc-journal")
+        self.journal = ResultJournal(
+            settings.result_journal or os.path.join(settings.data_dir, "results.journal"),
+            lambda work: deferToThreadPool(reactor, self._journal_pool, work),
+        )
+        self.app = build_services(settings, reactor, self._mongo, hasher, self.journal)
         self.factory = GameFactory(self.app)
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
@@ -135,6 +148,16 @@ class GameService(MultiService):
         --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
         self._pool.start()
+        self._journal_pool.start()
+        # Before the store is reached: the journal is the only copy of these results.
+        try:
+            replayed = self.app.results.replay()
+        except OSError as e:
+            log.critical("cannot use the result journal {path} (see --result-journal): {why}", path=self.journal.path,
+                         why=str(e))
+            raise
+        if replayed:
+            log.info("replaying {n} game results from the journal {path}", n=replayed, path=self.journal.path)
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))
         give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
@@ -228,9 +251,11 @@ class GameService(MultiService):
         if left:
             log.error("{n} finished games could not be stored: the store is unavailable", n=left)
         self.app.results.stop()
+        await self.journal.close()
         await self._mongo.stop()
         await MultiService.stopService(self)
         self._pool.stop()
+        self._journal_pool.stop()
 
 
 def _sleep(clock: IReactorTime, seconds: float) -> Deferred[None]:

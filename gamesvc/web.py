@@ -18,6 +18,7 @@ from gamesvc.auth import user_key
 from gamesvc.errors import GameError, StoreUnavailable, bad_request
 from gamesvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gamesvc.protocol import SESSION_COOKIE, GameFactory, session_token_from_cookie
+from gamesvc.results import visible_record
 from gamesvc.wire import encode
 
 log = Logger()
@@ -171,6 +172,17 @@ class Api(Resource):
             raise GameError("unauthenticated", "log in first")
         return await self._services.accounts.resume(token)
 
+    async def _viewer(self, request: server.Request) -> str | None:
+        """The caller's user key when the request carries a live session (cookie or Bearer), else None."""
+        token = self._token(request)
+        if not token:
+            return None
+        try:
+            account, _user = await self._services.accounts.resume(token)
+        except GameError:
+            return None  # an unknown or expired token reads like no token: public data only
+        return account.key
+
     def _set_cookie(self, request: server.Request, token: str, max_age: int) -> None:
         secure = "; Secure" if self._services.settings.behind_tls else ""
         cookie = f"{SESSION_COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}"
@@ -228,11 +240,13 @@ class Api(Resource):
         record = await self._services.store.find_game(game_id) if GAME_ID.match(game_id) else None
         if record is None:
             raise GameError("not_found", "no such game")
-        return 200, {"game": record}
+        return 200, {"game": visible_record(record, await self._viewer(request))}
 
     async def _user_games(self, request: server.Request, name: str) -> tuple[int, dict]:
         limit = self._limit(request, 20)
-        return 200, {"games": await self._services.store.games_for_user(user_key(name), limit)}
+        records = await self._services.store.games_for_user(user_key(name), limit)
+        viewer = await self._viewer(request) if any(r.get("private") for r in records) else None
+        return 200, {"games": [visible_record(record, viewer) for record in records]}
 
 
 class Health(Resource):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import tempfile
 from typing import Any
 
 import attrs
@@ -31,6 +33,7 @@ class FakeMind:
 
     def __init__(self, username: str | None = None) -> None:
         self.account = Account(username.lower(), username) if username else None
+        self.address = "192.0.2.1"
         self.received: list[dict[str, Any]] = []
 
     def deliver(self, outgoing: Any) -> None:
@@ -92,7 +95,9 @@ class Running:
 
 async def start_service(reactor: Any, mongo_uri: str, **overrides: Any) -> Running:
     """Start the real service on a free port against `mongo_uri` (fast bcrypt unless told otherwise)."""
-    options: dict[str, Any] = {"port": 0, "bcrypt_cost": 4, "mongo_uri": mongo_uri}
+    # A journal of its own, so that one test's pending results never reach another's service.
+    journal = os.path.join(tempfile.mkdtemp(prefix="gamesvc-journal-"), "results.journal")
+    options: dict[str, Any] = {"port": 0, "bcrypt_cost": 4, "mongo_uri": mongo_uri, "result_journal": journal}
     options.update(overrides)
     service = GameService(reactor, Settings(**options))
     service.startService()
@@ -149,8 +154,9 @@ class WsClient:
 
     def _received(self, message: dict[str, Any]) -> None:
         if "re" in message:
-            d = self._waiting.pop(message["re"], None)
-            if d is not None:
+            # Left in `_waiting` until `reply` takes it: a reply may arrive before the test asks for it.
+            d = self._waiting.get(message["re"])
+            if d is not None and not d.called:
                 d.callback(message)
             else:
                 self.replies.put(message)
@@ -185,7 +191,10 @@ class WsClient:
 
     async def reply(self, rid: Any) -> dict[str, Any]:
         """Wait for the reply to request `rid`."""
-        return await within(self._reactor, self._waiting[rid])
+        try:
+            return await within(self._reactor, self._waiting[rid])
+        finally:
+            del self._waiting[rid]
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send a request and wait for its reply."""

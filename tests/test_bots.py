@@ -113,6 +113,7 @@ def test_host_adds_a_bot_that_is_ready_and_marked() -> None:
     assert bot == {"username": reply["bot"], "ready": True, "connected": True, "position": 0, "bot": True}
     assert " " in bot["username"] and state["host"] == "alice"
     assert "bot" not in state["players"][0]
+    services.clock.advance(services.settings.coalesce_seconds)  # the lobby hears of a room at most every so often
     assert watcher.last("lobby.room")["room"] == {
         "id": room_id, "name": "t", "seats": 3, "players": 2, "status": "waiting", "bots": 1,
     }

@@ -113,7 +113,7 @@ def test_create_seats_creator_as_host() -> None:
 
 def test_lobby_watch_lists_then_pushes_until_unwatch() -> None:
     """lobby.watch answers the open public rooms, then pushes lobby.room on summary changes and lobby.room_closed."""
-    services = memory_services(dice=ScriptedDice())
+    services = memory_services(dice=ScriptedDice(), coalesce_seconds=0)  # every update at once (coalescing: below)
     rooms = services.rooms
     early = FakeMind("early")
     first = rooms.create(early, "first", 2, False)["room"]["id"]
@@ -145,7 +145,7 @@ def test_lobby_watch_lists_then_pushes_until_unwatch() -> None:
 
 def test_lobby_sees_status_changes() -> None:
     """A game starting and ending changes the room's summary status, which the lobby is told about."""
-    services = memory_services(dice=ScriptedDice(*FIRST_PLAYER_WINS))
+    services = memory_services(dice=ScriptedDice(*FIRST_PLAYER_WINS), coalesce_seconds=0)
     watcher = FakeMind("watcher")
     services.rooms.watch_lobby(watcher)
     room_id, minds = started_game(services, "alice", "bob")
@@ -247,7 +247,7 @@ def test_spectators_of_a_closing_room_are_told() -> None:
 
 def test_every_change_bumps_the_version_by_one_for_everyone() -> None:
     """Joins, spectators, ready, a game and leaves each push room.state with version one above the last."""
-    services = memory_services(dice=ScriptedDice(*FIRST_PLAYER_WINS))
+    services = memory_services(dice=ScriptedDice(*FIRST_PLAYER_WINS), coalesce_seconds=0)
     rooms = services.rooms
     room_id, alice, bob = two_player_room(services)
     spectator = FakeMind("spectator")
@@ -304,6 +304,7 @@ def test_full_and_running_rooms() -> None:
     raises("not_in_room", rooms.roll, frank)
     raises("not_in_room", rooms.ready, frank, True)
     rooms.leave(frank)
+    services.clock.advance(1)  # past the coalescing of spectator counts
     assert erin.last("room.state")["room"]["spectators"] == 0
     rooms.roll(erin)
     assert frank.events("game.rolled") and len(frank.events("game.rolled")) == 1

@@ -53,6 +53,8 @@
 //     sessionStorage for this tab), and re-sends lobby.watch in the lobby.
 //   - After room.detached (e.g. taken_over) the tab does not rejoin by itself until "Continue here".
 //   - room.closed {room} (sent to spectators when the last player leaves) shows a notice in the room.
+//   - session.ended {reason} (logged out in another tab or device, or expired) returns to the login page
+//     with [data-testid=auth-notice] saying why.
 
 import { api, errorText } from './api.js';
 import { GameSocket, defaultSocketUrl } from './ws.js';
@@ -442,6 +444,13 @@ async function boot() {
     onSocketOpen().catch((err) => console.error('session restore failed', err));
   });
   ws.on('*', (msg) => {
+    if (msg.event === 'session.ended') {
+      // Logged out in another tab or device, or expired: this socket is signed out already.
+      sessionEnded(msg.reason === 'expired'
+        ? 'Your session expired. Please log in again.'
+        : 'You were logged out (in another tab or on another device). Please log in again.');
+      return;
+    }
     if (msg.event === 'game.over') {
       // The server stores the result asynchronously: ask again shortly after.
       ctx.refreshUser();

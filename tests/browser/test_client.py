@@ -375,3 +375,20 @@ def test_phone_width_has_no_horizontal_scroll(
     screenshot(grace.page, "phone-room")
     for user in (grace, henry):
         user.console.assert_clean()
+
+
+def test_logout_in_one_tab_signs_the_other_tabs_out(users: Callable[..., User]) -> None:
+    """Two tabs of one browser share the session; logging out in one sends the other (session.ended) to the login
+    page with a notice, instead of leaving it looking signed in with a dead session."""
+    gina = users("gina")
+    gina.open()
+    sign_up_in_browser(gina)
+    other = gina.context.new_page()
+    other.goto("/#/lobby")
+    expect(other.locator("body")).to_have_attribute("data-view", "lobby")
+    expect(other.get_by_test_id("conn-status")).to_have_attribute("data-state", "open")
+    gina.tid("logout").click()
+    expect(body(gina)).to_have_attribute("data-view", "auth")
+    expect(other.locator("body")).to_have_attribute("data-view", "auth")
+    expect(other.get_by_test_id("auth-notice")).to_contain_text("logged out")
+    gina.console.assert_clean()
