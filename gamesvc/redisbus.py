@@ -82,8 +82,9 @@ def _txredisapi() -> Any:
 class _RedisFactory(Factory):
     """Builds the txredisapi protocols of one connection and tells the bus when one is ready or lost."""
 
-    # txredisapi's protocols call these on a failed AUTH or SELECT; ClientService keeps retrying, with backoff.
+    # txredisapi's protocols read isLazy on a failed AUTH or SELECT; noisy off: a reconnect is logged once, by the bus.
     isLazy = False
+    noisy = False
 
     def __init__(self, bus: RedisBus, subscriber: bool) -> None:
         self._bus = bus
