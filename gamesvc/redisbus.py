@@ -1,8 +1,8 @@
 """`RedisBus`: the `IBus` of a cluster over Redis pub/sub, through txredisapi (the only txredisapi import).
 
-Two connections: one for PUBLISH (and a PING heartbeat, so a silent link is noticed), one in subscriber mode.
-Each is kept by a `ClientService` that reconnects with backoff; the subscriber renews every subscription
-after a reconnect, and the bus reports itself connected only once both connections are ready and resubscribed.
+Two connections: one for PUBLISH, one in subscriber mode. Each is kept by a `ClientService` that reconnects with
+backoff. A connection counts only once Redis has answered on it (a PING, and on the subscriber every SUBSCRIBE
+renewed after a reconnect) within the timeout; a PING heartbeat on both aborts a connection that goes silent.
 Pub/sub channels are global to a Redis server: the URI's database number does not scope them.
 
 txredisapi imports the global reactor when it is imported, so it is imported lazily (`_txredisapi()`): this module
@@ -196,7 +196,8 @@ class RedisBus:
             return fail(e)
         if not new or self._subscriber_conn is None:
             return succeed(None)
-        return self._subscriber_conn.subscribe(channel).addCallbacks(lambda _: None, _unavailable)
+        # A connection lost meanwhile renews the subscription when it comes back: no error for the caller.
+        return self._answered(self._subscriber_conn, self._subscriber_conn.subscribe(channel)).addErrback(lambda _: None)
 
     def unsubscribe(self, channel: str, handler: Handler) -> Deferred[None]:
         """Forget the handler and, when it was the channel's last, UNSUBSCRIBE."""
@@ -221,7 +222,10 @@ class RedisBus:
                     bus._message(channel, message)
 
             # charset None: payloads stay bytes.
-            proto = Subscriber(charset=None, password=self.address.password, username=self.address.username)
+            proto = Subscriber(
+                charset=None, password=self.address.password, username=self.address.username,
+                replyTimeout=self._timeout,
+            )
         else:
             proto = txredisapi.RedisProtocol(
                 charset=None, replyTimeout=self._timeout, password=self.address.password,
@@ -235,23 +239,33 @@ class RedisBus:
             proto.transport.loseConnection()
             return
         if not subscriber:
-            self._publisher = proto
-            self._refresh()
-            return
-        self._subscriber_conn = proto
-        channels = list(self._subs.handlers)
-        renewed = gatherResults([proto.subscribe(c) for c in channels], consumeErrors=True)
+            answered = self._answered(proto, proto.ping())
+        else:
+            self._subscriber_conn = proto
+            answered = self._answered(
+                proto, gatherResults([proto.ping()] + [proto.subscribe(c) for c in self._subs.handlers], consumeErrors=True)
+            )
 
-        def subscribed(_: object) -> None:
-            if self._subscriber_conn is proto:
+        def usable(_: object) -> None:
+            if subscriber and self._subscriber_conn is proto:
                 self._subscriber = proto
-                self._refresh()
+            elif not subscriber and proto.connected:
+                self._publisher = proto
+            self._refresh()
 
-        def failed(f: Failure) -> None:
-            log.warn("bus could not renew its subscriptions ({why}); reconnecting", why=f.getErrorMessage())
-            proto.transport.loseConnection()
+        answered.addCallbacks(usable, lambda f: log.warn(
+            "Redis did not answer the bus ({why}); reconnecting", why=f.getErrorMessage()))
 
-        renewed.addCallbacks(subscribed, failed)
+    def _answered(self, proto: Any, d: Deferred[Any]) -> Deferred[Any]:
+        """`d`, failed after the timeout; a connection whose command failed or timed out is aborted (and renewed)."""
+        d.addTimeout(self._timeout, self._reactor)
+
+        def failed(f: Failure) -> Failure:
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+            return f
+
+        return d.addErrback(failed)
 
     def _lost(self, proto: Any, subscriber: bool) -> None:
         if subscriber and proto is self._subscriber_conn:
@@ -281,9 +295,9 @@ class RedisBus:
         self._subs.deliver(name, payload if isinstance(payload, bytes) else str(payload).encode())
 
     def _ping(self) -> None:
-        # A reply timeout makes txredisapi abort the connection, which ClientService then renews.
-        if self._publisher is not None:
-            self._publisher.ping().addErrback(lambda _: None)
+        for proto in (self._publisher, self._subscriber):
+            if proto is not None:
+                self._answered(proto, proto.ping()).addErrback(lambda _: None)
 
 
 def _unavailable(failure: Failure) -> Failure:

@@ -336,3 +336,67 @@ def test_parse_redis_uri_refuses_bad_uris(bad: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_redis_uri(bad)
     assert "pw" not in str(caught.value)
+
+
+# RedisBus against a fake server that can go silent
+
+
+class _FakeRedis:
+    """A server that answers PING with PONG, until `mute` is set; counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.mute = False
+        self.connections = 0
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+
+    def accepted(self) -> None:
+        self.connections += 1
+        for waiter in list(self._waiters):
+            if self.connections >= waiter[0]:
+                self._waiters.remove(waiter)
+                waiter[1].callback(None)
+
+    def wait_connections(self, count: int) -> Deferred[None]:
+        """Fire once `count` connections have been accepted in all."""
+        d: Deferred[None] = Deferred()
+        self._waiters.append((count, d))
+        return d
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisbus_counts_only_answered_connections_and_drops_a_silent_one(reactor: Any) -> None:
+    """A RedisBus is connected only once Redis answers; when the server goes silent the heartbeat notices within
+    the timeout and reports the outage, reconnections that get no answer do not count, and an answer heals it."""
+    from twisted.internet.protocol import Factory, Protocol
+
+    from gamesvc.redisbus import RedisBus
+
+    fake = _FakeRedis()
+
+    class Silentable(Protocol):
+        def connectionMade(self) -> None:
+            fake.accepted()
+
+        def dataReceived(self, data: bytes) -> None:
+            if not fake.mute:
+                self.transport.write(b"+PONG\r\n" * data.count(b"PING"))
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Silentable), interface="127.0.0.1")
+    bus = RedisBus(reactor, RedisAddress("127.0.0.1", port.getHost().port), timeout=0.2,
+                   retry_policy=lambda attempt: 0.05)
+    states = States()
+    bus.on_state(states)
+    try:
+        await within(reactor, bus.start(), 10)
+        down = states.wait(False)
+        fake.mute = True
+        await within(reactor, down, 10)
+        await within(reactor, fake.wait_connections(fake.connections + 4), 10)
+        assert not bus.connected and states.seen == [True, False]
+        up = states.wait(True)
+        fake.mute = False
+        await within(reactor, up, 10)
+        assert bus.connected and states.seen == [True, False, True]
+    finally:
+        await bus.stop()
+        await port.stopListening()
