@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import attrs
 
+from gamesvc.redisbus import parse_redis_uri
+
 ENV_PREFIX = "GAMESVC_"
 
 
@@ -87,8 +89,6 @@ def _check_origin(origin: str) -> str:
 
 def _redis_uri(text: str) -> str:
     """Check that a Redis URI looks like redis://[:password@]host[:port][/db]."""
-    from gamesvc.redisbus import parse_redis_uri
-
     parse_redis_uri(text)
     return text
 

@@ -171,3 +171,22 @@ def _ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def test_memory_services_of_simulated_nodes_share_a_clock_and_a_hub() -> None:
+    """memory_services takes a shared clock, store and a MemoryBus, so that cluster tests can run several nodes in
+    memory; the bus gauge then appears in the metrics."""
+    from twisted.internet.task import Clock
+
+    from gamesvc.bus import MemoryHub
+    from gamesvc.store.memory import MemoryStore
+
+    clock, store = Clock(), MemoryStore()
+    hub = MemoryHub(clock)
+    a = memory_services(clock=clock, store=store, bus=hub.bus(), node_id="a")
+    b = memory_services(clock=clock, store=store, bus=hub.bus(), node_id="b")
+    assert a.clock is b.clock is clock and a.raw_store is b.raw_store is store
+    assert a.bus is not b.bus and (a.node_id, b.node_id) == ("a", "b")
+    a.bus.start()
+    assert b"gamesvc_bus_connected 1.0" in a.metrics.exposition()
+    assert b"gamesvc_bus_connected 0.0" in b.metrics.exposition()
