@@ -196,7 +196,9 @@ class Settings:
 
     # Cluster
     redis_uri: str | None = option(
-        None, _redis_uri, "Redis for messages between nodes, redis://[:password@]host[:port][/db] (absent: run alone)"
+        None, _redis_uri,
+        "Redis for messages between nodes, redis://[:password@]host[:port][/db] (absent: run alone; its connect, reply "
+        "and heartbeat timeout is --store-timeout)",
     )
     node_id: str | None = option(
         None, _node_id, "this node's name in the cluster, unique (default: <host>-<pid>-<4 random hex digits>)"
