@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+NODES ?= 4
 
-.PHONY: run test test-fast bench clean
+.PHONY: run cluster test test-fast bench clean
 
 $(BIN)/twistd: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +15,10 @@ $(BIN)/twistd: setup.cfg pyproject.toml
 
 run: $(BIN)/twistd
 	$(BIN)/twistd --pidfile= -n gamesvc --port $(PORT)
+
+# NODES processes sharing PORT (SO_REUSEPORT) with one redis-server and one embedded store; Ctrl-C stops them all.
+cluster: $(BIN)/twistd
+	$(BIN)/python -m gamesvc.devcluster --nodes $(NODES) --port $(PORT)
 
 test: $(BIN)/twistd
 	$(BIN)/python -m pytest

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import attrs
 
+from gamesvc.redisbus import parse_redis_uri
+
 ENV_PREFIX = "GAMESVC_"
 
 
@@ -83,6 +85,19 @@ def _check_origin(origin: str) -> str:
             f"{origin!r} is not an origin like https://games.example.com or http://*.example.com:8080"
         )
     return origin
+
+
+def _redis_uri(text: str) -> str:
+    """Check that a Redis URI looks like redis://[:password@]host[:port][/db]."""
+    parse_redis_uri(text)
+    return text
+
+
+def _node_id(text: str) -> str:
+    """Check a node id: 1..64 letters, digits, dots, dashes or underscores."""
+    if not 1 <= len(text) <= 64 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in text):
+        raise ValueError(f"{text!r} is not 1..64 letters, digits, '.', '-' or '_'")
+    return text
 
 
 def option(
@@ -210,6 +225,20 @@ class Settings:
         (10000, 20, 10),
         _gc_threshold,
         "garbage collector thresholds gen0,gen1,gen2 set after start-up (Python's own: 700,10,10; see bench/README.md)",
+    )
+
+    # Cluster
+    redis_uri: str | None = option(
+        None, _redis_uri,
+        "Redis for messages between nodes, redis://[:password@]host[:port][/db] (absent: run alone; its connect, reply "
+        "and heartbeat timeout is --store-timeout)",
+    )
+    node_id: str | None = option(
+        None, _node_id, "this node's name in the cluster, unique (default: <host>-<pid>-<4 random hex digits>)"
+    )
+    reuse_port: bool = option(
+        False, bool, "listen with SO_REUSEPORT so that several processes share --port (the kernel spreads connections)",
+        flag=True,
     )
 
 

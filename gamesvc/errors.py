@@ -67,3 +67,7 @@ class StoreUnavailable(Exception):
 
 class DuplicateKey(Exception):
     """A store insert collided with a unique key."""
+
+
+class BusUnavailable(Exception):
+    """The message bus between nodes is not connected: nothing was sent."""

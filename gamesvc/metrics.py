@@ -23,6 +23,8 @@ class _Callbacks:
         self.authenticated: Callable[[], int] = lambda: 0
         self.hash_queue: Callable[[], int] = lambda: 0
         self.pending_results: Callable[[], int] = lambda: 0
+        # None when the node runs alone: the gauge is then left out rather than shown as an outage.
+        self.bus_connected: Callable[[], int] | None = None
 
     def collect(self) -> Any:
         yield CounterMetricFamily("gamesvc_messages_out", "Messages sent to clients", value=self.messages_out())
@@ -36,6 +38,11 @@ class _Callbacks:
         yield GaugeMetricFamily(
             "gamesvc_pending_results", "Finished games waiting for the store", value=self.pending_results()
         )
+        if self.bus_connected is not None:
+            yield GaugeMetricFamily(
+                "gamesvc_bus_connected", "1 while the message bus between nodes (Redis) is connected, else 0",
+                value=self.bus_connected(),
+            )
 
 
 class Metrics:

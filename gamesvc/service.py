@@ -5,13 +5,15 @@ from __future__ import annotations
 import gc
 import json
 import os
+import secrets
+import socket
 import time
 from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
@@ -19,13 +21,15 @@ from twisted.python.threadpool import ThreadPool
 
 from gamesvc._defer import deferred
 from gamesvc.auth import AccountService
+from gamesvc.bus import IBus
 from gamesvc.checkpoints import Checkpoints
 from gamesvc.config import Settings
 from gamesvc.embedded import EmbeddedMongo
-from gamesvc.errors import StoreUnavailable
+from gamesvc.errors import BusUnavailable, StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
 from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
+from gamesvc.redisbus import RedisBus, parse_redis_uri
 from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.sessions import LiveSessions
@@ -50,13 +54,22 @@ class Services:
     sessions: LiveSessions
     # The unmetered store, for tests that inspect it (tests.support.memory_services sets it); slots forbid ad-hoc attributes.
     raw_store: Any = None
+    # The message bus between nodes (--redis-uri), None when the node runs alone; and this node's id.
+    bus: IBus | None = None
+    node_id: str = ""
+
+
+def default_node_id() -> str:
+    """A node id unique enough among the processes of a cluster: host name, process id and 4 random hex digits."""
+    host = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "-" for c in socket.gethostname())[:40]
+    return f"{host or 'node'}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 def build_services(
     settings: Settings, clock: IReactorTime, store: Any, hasher: IHasher, journal: Journal = NoJournal(),
-    **room_options: Any,
+    bus: IBus | None = None, **room_options: Any,
 ) -> Services:
-    """Wire the services around a store (the real one, or the memory one in tests)."""
+    """Wire the services around a store (the real one, or the memory one in tests) and the bus when there is one."""
     metrics = Metrics()
     store = MeteredStore(store, metrics, clock)
     results = ResultWriter(store, clock, settings.result_retry, journal)
@@ -65,10 +78,15 @@ def build_services(
     rooms = RoomService(clock, settings, results, **room_options)
     checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
     rooms.checkpoints = checkpoints
-    services = Services(settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions)
+    services = Services(
+        settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions,
+        bus=bus, node_id=settings.node_id or default_node_id(),
+    )
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)
+    if bus is not None:
+        metrics.callbacks.bus_connected = lambda: int(bus.connected)
     return services
 
 
@@ -84,6 +102,22 @@ def _listen_description(port: int, interface: str) -> str:
     kind = "tcp6" if ":" in interface else "tcp"
     escaped = interface.replace(":", "\\:")
     return f"{kind}:{port}:interface={escaped}"
+
+
+def listen_reuse_port(reactor: Any, port: int, interface: str, factory: Any) -> IListeningPort:
+    """Listen on a TCP socket made with SO_REUSEPORT, so that several processes can share `port` (IPv4 or IPv6)."""
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((interface, port))
+        sock.listen(50)  # Twisted's own default backlog, as without --reuse-port
+        sock.setblocking(False)
+        # adoptStreamPort takes a duplicate of the descriptor: ours is closed in any case.
+        return reactor.adoptStreamPort(sock.fileno(), family, factory)  # type: ignore[no-any-return]
+    finally:
+        sock.close()
 
 
 class GcPauses:
@@ -129,7 +163,10 @@ class GameService(MultiService):
             settings.result_journal or os.path.join(settings.data_dir, "results.journal"),
             lambda work: deferToThreadPool(reactor, self._journal_pool, work),
         )
-        self.app = build_services(settings, reactor, self._mongo, hasher, self.journal)
+        self.bus: RedisBus | None = None
+        if settings.redis_uri is not None:
+            self.bus = RedisBus(reactor, parse_redis_uri(settings.redis_uri), timeout=settings.store_timeout)
+        self.app = build_services(settings, reactor, self._mongo, hasher, self.journal, bus=self.bus)
         self.factory = GameFactory(self.app)
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
@@ -158,6 +195,10 @@ class GameService(MultiService):
             raise
         if replayed:
             log.info("replaying {n} game results from the journal {path}", n=replayed, path=self.journal.path)
+        if self.bus is not None:
+            # Like the store, the bus does not hold start-up back: it keeps reconnecting in the background.
+            log.info("node {node} joining the cluster through {uri}", node=self.app.node_id, uri=str(self.bus.address))
+            self.bus.start().addErrback(lambda f: f.trap(BusUnavailable))
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))
         give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
@@ -168,8 +209,13 @@ class GameService(MultiService):
             return
         self._listen_started = True
         where = _listen_description(self.settings.port, self.settings.interface)
-        endpoint = endpoints.serverFromString(self._reactor, where)
-        endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen, errbackArgs=(where,))
+        if self.settings.reuse_port:
+            listening = maybeDeferred(
+                listen_reuse_port, self._reactor, self.settings.port, self.settings.interface, self.site
+            )
+        else:
+            listening = endpoints.serverFromString(self._reactor, where).listen(self.site)
+        listening.addCallbacks(self._listening, self._cannot_listen, errbackArgs=(where,))
         if self.settings.metrics_port is not None:
             where = _listen_description(self.settings.metrics_port, self.settings.metrics_interface)
             endpoint = endpoints.serverFromString(self._reactor, where)
@@ -251,6 +297,8 @@ class GameService(MultiService):
         if left:
             log.error("{n} finished games could not be stored: the store is unavailable", n=left)
         self.app.results.stop()
+        if self.bus is not None:
+            await self.bus.stop()
         await self.journal.close()
         await self._mongo.stop()
         await MultiService.stopService(self)

@@ -250,7 +250,7 @@ class Api(Resource):
 
 
 class Health(Resource):
-    """/healthz: 200 when the store answers, 503 otherwise."""
+    """/healthz: 200 when the store answers, 503 otherwise; with a bus, `"bus": "up"|"down"` (never a 503 by itself)."""
 
     isLeaf = True
 
@@ -259,11 +259,16 @@ class Health(Resource):
         self._services = services
 
     def render_GET(self, request: server.Request) -> Any:
+        # A Redis outage only cuts the node off from the others: it still serves its own players, so the load
+        # balancer must keep it; the bus state is there for operators and monitoring.
+        bus = self._services.bus
+        extra = {} if bus is None else {"bus": "up" if bus.connected else "down"}
+
         def answer(ok: bool) -> None:
             if ok:
-                write_json(request, 200, {"status": "ok"})
+                write_json(request, 200, {"status": "ok", **extra})
             else:
-                write_json(request, 503, {"status": "unavailable", "error": "unavailable", "message": "the store does not answer"})
+                write_json(request, 503, {"status": "unavailable", "error": "unavailable", "message": "the store does not answer", **extra})
 
         d = self._services.store.ping()
         d.addCallbacks(lambda _: answer(True), lambda f: answer(False))

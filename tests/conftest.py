@@ -1,4 +1,4 @@
-"""Shared fixtures: the reactor, a MongoDB URI (embedded server or GAMESVC_TEST_MONGO_URI), and stores."""
+"""Shared fixtures: the reactor, a MongoDB URI (embedded server or GAMESVC_TEST_MONGO_URI), stores, and redis-server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 
 from gamesvc.store.memory import MemoryStore
+from tests.redis_server import redis_server  # noqa: F401  (the session's redis-server, for every test module)
 
 
 @pytest.fixture

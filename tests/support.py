@@ -61,15 +61,21 @@ class ScriptedDice:
 
 
 def memory_services(**overrides: Any) -> Any:
-    """Services over a memory store, a Clock and a plain hasher; `dice` and `choose` go to the rooms."""
+    """Services over a memory store, a Clock and a plain hasher; `dice` and `choose` go to the rooms. Simulated
+    nodes of a cluster share one `clock`, one `store` and a `MemoryHub(clock)`, each with its own `bus=hub.bus()`."""
     room_options = {
         k: overrides.pop(k) for k in ("dice", "choose", "new_game_id", "random_bytes", "bot_random") if k in overrides
     }
+    bus = overrides.pop("bus", None)
+    store = overrides.pop("store", None)
+    if store is None:
+        store = MemoryStore()
+    clock = overrides.pop("clock", None)
+    if clock is None:
+        clock = Clock()
+        clock.advance(1_800_000_000)
     settings = Settings(**overrides)
-    clock = Clock()
-    clock.advance(1_800_000_000)
-    store = MemoryStore()
-    services = build_services(settings, clock, store, PlainHasher(), **room_options)
+    services = build_services(settings, clock, store, PlainHasher(), bus=bus, **room_options)
     services.raw_store = store  # type: ignore[attr-defined]
     return services
 
