@@ -68,6 +68,15 @@ class NodeExited(Exception):
     """A node ended while a test waited for it to say something."""
 
 
+@attrs.define
+class _Waiter:
+    """Someone waiting for `remaining` more lines containing `text`."""
+
+    text: str
+    remaining: int
+    d: Deferred[str]
+
+
 class _NodeProcess(ProcessProtocol):
     """One run of a node: copies its output to the node's log file and fires waiters on matching lines."""
 
@@ -75,7 +84,7 @@ class _NodeProcess(ProcessProtocol):
         self._log = log_path.open("ab")
         self._partial = b""
         self.lines: list[str] = []
-        self._waiters: list[tuple[str, Deferred[str]]] = []
+        self._waiters: list[_Waiter] = []
         self._end_waiters: list[Deferred[Exit]] = []
         self.exit: Exit | None = None
         self.exited = False
@@ -88,9 +97,11 @@ class _NodeProcess(ProcessProtocol):
             line = raw.decode("utf-8", "replace")
             self.lines.append(line)
             for waiter in list(self._waiters):
-                if waiter[0] in line:
-                    self._waiters.remove(waiter)
-                    waiter[1].callback(line)
+                if waiter.text in line:
+                    waiter.remaining -= 1
+                    if waiter.remaining == 0:
+                        self._waiters.remove(waiter)
+                        waiter.d.callback(line)
 
     errReceived = outReceived
 
@@ -98,8 +109,8 @@ class _NodeProcess(ProcessProtocol):
         self.exited = True
         self._log.close()
         waiters, self._waiters = self._waiters, []
-        for text, d in waiters:
-            d.errback(NodeExited(f"the node exited ({reason.value}) before logging {text!r}"))
+        for waiter in waiters:
+            waiter.d.errback(NodeExited(f"the node exited ({reason.value}) before logging {waiter.text!r}"))
         self.exit = Exit(getattr(reason.value, "exitCode", None), getattr(reason.value, "signal", None))
         end_waiters, self._end_waiters = self._end_waiters, []
         for end in end_waiters:
@@ -114,15 +125,15 @@ class _NodeProcess(ProcessProtocol):
         self._end_waiters.append(d)
         return d
 
-    def wait_for(self, text: str) -> Deferred[str]:
-        """The first line of this run that contains `text` (at once if it was already logged)."""
-        for line in self.lines:
-            if text in line:
-                return succeed(line)
+    def wait_for(self, text: str, count: int = 1) -> Deferred[str]:
+        """The `count`-th line of this run that contains `text` (at once if it was already logged)."""
+        seen = [line for line in self.lines if text in line]
+        if len(seen) >= count:
+            return succeed(seen[count - 1])
         if self.exited:
-            return fail(NodeExited(f"the node exited before logging {text!r}"))
+            return fail(NodeExited(f"the node exited before logging {text!r} {count} times"))
         d: Deferred[str] = Deferred()
-        self._waiters.append((text, d))
+        self._waiters.append(_Waiter(text, count - len(seen), d))
         return d
 
 
@@ -213,14 +224,27 @@ class Cluster:
         for i in wanted:
             self.spawn(i)
         texts = [LISTENING, BUS_CONNECTED] if bus else [LISTENING]
-        await self._all([self.wait_for_log(i, text, timeout) for i in wanted for text in texts])
+        await self._all([self.wait_for_log(i, text, timeout=timeout) for i in wanted for text in texts])
 
-    async def wait_for_log(self, i: int, text: str, timeout: float = START_SECONDS) -> str:
-        """The first line of node `i`'s current run that contains `text`; fails if the node exits first."""
+    def log_count(self, i: int, text: str) -> int:
+        """How many lines of node `i`'s current run contain `text` so far."""
+        process = self.node(i).process
+        return 0 if process is None else sum(text in line for line in process.lines)
+
+    async def restart_redis(self, timeout: float = START_SECONDS) -> None:
+        """Restart the session's redis-server (every bus connection drops, nothing is kept) and return once every
+        running node has logged its bus connected again."""
+        running = [n.index for n in self.nodes if n.running]
+        before = {i: self.log_count(i, BUS_CONNECTED) for i in running}
+        self.redis.restart()
+        await self._all([self.wait_for_log(i, BUS_CONNECTED, before[i] + 1, timeout) for i in running])
+
+    async def wait_for_log(self, i: int, text: str, count: int = 1, timeout: float = START_SECONDS) -> str:
+        """The `count`-th line of node `i`'s current run that contains `text`; fails if the node exits first."""
         node = self.node(i)
         assert node.process is not None, f"{node} was never started"
         try:
-            return await within(self.reactor, node.process.wait_for(text), timeout)
+            return await within(self.reactor, node.process.wait_for(text, count), timeout)
         except Exception as e:
             raise AssertionError(f"{node}: no {text!r} ({e!r}); its log:\n{node.log_text()[-4000:]}") from e
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.cluster_harness import Cluster, Exit, cluster, make_cluster  # noqa: F401  (fixtures)
+from tests.cluster_harness import BUS_CONNECTED, Cluster, Exit, cluster, make_cluster  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +44,16 @@ async def test_three_nodes_share_store_and_bus_and_survive_a_kill(cluster: Clust
     assert await cluster.healthz(2) == (200, {"status": "ok", "bus": "up"})
     bob = await cluster.signed_in(2, "bob")
     await bob.ok("ping")
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_redis_waits_for_every_bus(make_cluster: Any, reactor: Any) -> None:
+    """After `restart_redis` every node has logged a second "bus connected" and its /healthz shows the bus up."""
+    two = await make_cluster(nodes=2)
+    await two.restart_redis()
+    for i in (1, 2):
+        assert two.log_count(i, BUS_CONNECTED) == 2
+        assert await two.healthz(i) == (200, {"status": "ok", "bus": "up"})
 
 
 @pytest_twisted.ensureDeferred
