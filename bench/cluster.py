@@ -423,6 +423,9 @@ async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[s
             else:
                 times[room_id] = None
         measured = [t for t in times.values() if t is not None]
+        # A lease lapses between about half and all of --lease-seconds after its last renewal: a room that rolled
+        # sooner did not wait for one, so it was probably not node 1's (the figure would flatter the failover).
+        too_soon = [room for room, t in times.items() if t is not None and t < 0.5 * args.lease_seconds]
         return {
             "lease_seconds": args.lease_seconds,
             "rooms": len(rooms),
@@ -435,6 +438,7 @@ async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[s
             "target_seconds": args.lease_seconds + 1.0,
             "meets_target": bool(measured) and len(measured) == len(rooms) and max(measured) <= args.lease_seconds + 1.0,
             "gave_up_after_seconds": limit,
+            "rolled_too_soon_for_a_takeover": too_soon,
             "error_replies_after_kill": dict(stats.errors),
         }
     finally:
