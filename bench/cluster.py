@@ -47,10 +47,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="seconds measured per phase (default 20)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"phases to run, of {','.join(PHASES)} (default all)")
     p.add_argument("--lease-seconds", type=float, default=2.0, help="the nodes' --lease-seconds (default 2)")
-    p.add_argument("--failover-rooms", type=int, default=5, help="rooms of node 1 taken over in the failover (default 5)")
-    p.add_argument("--roll-poll", type=float, default=0.05, help="seconds between game.roll tries after the kill (default 0.05)")
+    p.add_argument("--failover-rooms", type=int, default=5, help="rooms of node 1 to take over (default 5)")
+    p.add_argument("--roll-poll", type=float, default=0.05, help="seconds between rolls after the kill (default 0.05)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the nodes (core 0) and the generator (core 1)")
-    p.add_argument("--server-option", action="append", default=[], metavar="NAME=VALUE", help="extra twistd gamesvc option")
+    p.add_argument("--server-option", action="append", default=[], metavar="NAME=VALUE", help="extra node option")
     p.add_argument("--no-save", action="store_true", help="do not write a result file")
     return p
 
@@ -142,8 +142,9 @@ class Nodes:
         for item in extra:
             name, _, value = item.partition("=")
             options[name] = value
+        pin = not args.no_pin
         self.servers = [
-            common.Server(common.ServerOptions(extra={**options, "node-id": f"node-{i}"}), f"node-{i}", pin=not args.no_pin)
+            common.Server(common.ServerOptions(extra={**options, "node-id": f"node-{i}"}), f"node-{i}", pin=pin)
             for i in range(1, count + 1)
         ]
 
@@ -198,7 +199,9 @@ class ClusterStats(Stats):
 class ClusterPlayer(Player):
     """A bench player that knows its node, its room's node, and the node of every player (to count crossings)."""
 
-    def __init__(self, name: str, stats: ClusterStats, node: int, home: int, nodes_of: dict[str, int], **kwargs: Any) -> None:
+    def __init__(
+        self, name: str, stats: ClusterStats, node: int, home: int, nodes_of: dict[str, int], **kwargs: Any
+    ) -> None:
         super().__init__(name, stats, **kwargs)
         self.cluster_stats = stats
         self.node = node
@@ -353,7 +356,8 @@ async def load_phase(args: argparse.Namespace, backends: Backends, count: int) -
         nodes.start()
         urls = {i: nodes.url(i) for i in range(1, count + 1)}
         setup_started = time.monotonic()
-        players = await spread_rooms(urls, args.rooms, stats, prefix="c" + secrets.token_hex(3), roll_delay=args.roll_delay)
+        prefix = "c" + secrets.token_hex(3)
+        players = await spread_rooms(urls, args.rooms, stats, prefix=prefix, roll_delay=args.roll_delay)
         for player in players:
             player.start_chatting(args.chat_rate)
         setup = time.monotonic() - setup_started
@@ -436,7 +440,7 @@ async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[s
             "max_seconds": max(measured) if measured else None,
             "p50_seconds": sorted(measured)[len(measured) // 2] if measured else None,
             "target_seconds": args.lease_seconds + 1.0,
-            "meets_target": bool(measured) and len(measured) == len(rooms) and max(measured) <= args.lease_seconds + 1.0,
+            "meets_target": len(measured) == len(rooms) > 0 and max(measured) <= args.lease_seconds + 1.0,
             "gave_up_after_seconds": limit,
             "rolled_too_soon_for_a_takeover": too_soon,
             "error_replies_after_kill": dict(stats.errors),
@@ -458,15 +462,17 @@ def compare(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
     # Phase two mixes local and crossing deliveries: mixed = crossed * c_cross + (1 - crossed) * local.
     cross = (mixed - (1 - crossed) * local) / crossed
     redis_per_crossing = two["redis_cpu_seconds_per_1000_delivered"] / crossed
-    node_cross = (two["nodes_cpu_seconds_per_1000_delivered"] - (1 - crossed) * one["nodes_cpu_seconds_per_1000_delivered"]) / crossed
+    node_local = one["nodes_cpu_seconds_per_1000_delivered"]
+    node_cross = (two["nodes_cpu_seconds_per_1000_delivered"] - (1 - crossed) * node_local) / crossed
     # 16 cores: one for Redis (single-threaded), one for the store, 14 nodes; players spread at random over 14
     # nodes put 13/14 of the deliveries across nodes; a node kept at 70 % of its core for the latency target.
     share16 = 13 / 14
-    node16 = share16 * node_cross + (1 - share16) * one["nodes_cpu_seconds_per_1000_delivered"]
+    node16 = share16 * node_cross + (1 - share16) * node_local
     redis16 = share16 * redis_per_crossing
     by_nodes = 14 * 0.7 * 1000 / node16 if node16 > 0 else None
     by_redis = 0.7 * 1000 / redis16 if redis16 > 0 else None
     limits = [x for x in (by_nodes, by_redis) if x]
+    per_player = two["delivered_per_second"] / two["players"]
     return {
         "cpu_per_1000_two_over_one": round(mixed / local, 3),
         "cross_node_delivery_cpu_per_1000": round(cross, 4),
@@ -482,7 +488,7 @@ def compare(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
             "delivered_per_second_limited_by_nodes": round(by_nodes) if by_nodes else None,
             "delivered_per_second_limited_by_redis": round(by_redis) if by_redis else None,
             "delivered_per_second": round(min(limits)) if limits else None,
-            "players_at_rooms_rate": round(min(limits) / (two["delivered_per_second"] / two["players"])) if limits else None,
+            "players_at_rooms_rate": round(min(limits) / per_player) if limits else None,
         },
     }
 
@@ -523,8 +529,9 @@ def report(figures: dict[str, Any]) -> None:
             f = figures[phase]
             chat = f["chat_latency"]
             print(
-                f"{phase} node(s): delivered {f['delivered_per_second']}/s; chat p50 {chat['p50_ms']} p99 {chat['p99_ms']} "
-                f"max {chat['max_ms']} ms; nodes {f['nodes_core_share']:.0%} + redis {f['redis_core_share']:.0%} of a core; "
+                f"{phase} node(s): delivered {f['delivered_per_second']}/s; chat p50 {chat['p50_ms']} "
+                f"p99 {chat['p99_ms']} max {chat['max_ms']} ms; nodes {f['nodes_core_share']:.0%} "
+                f"+ redis {f['redis_core_share']:.0%} of a core; "
                 f"{f['cpu_seconds_per_1000_delivered']} CPU s/1000 delivered (nodes+redis); crossing share "
                 f"{f['events_crossing_nodes_share']}; errors {f['error_replies']}"
             )
