@@ -142,9 +142,27 @@ class Settings:
     hash_nice: int = option(
         10, _int_in(0, 19), "niceness of the bcrypt threads, so hashing yields the CPU to the reactor (0: none)"
     )
+    hash_queue_limit: int = option(
+        16, _int_in(1, 100_000), "password hashes queued or running, service-wide, beyond which signup and login answer unavailable"
+    )
+    hash_address_limit: int = option(
+        2, _int_in(1, 1000), "password hashes in flight per client address (more: rate_limited)"
+    )
     session_ttl: float = option(7 * 86400.0, _float_in(60, 365 * 86400), "seconds a session token lives")
-    login_user_limit: int = option(5, _int_in(1, 1_000_000), "failed logins per username per window")
+    login_user_address_limit: int = option(
+        5, _int_in(1, 1_000_000), "failed logins per username from one client address per --login-window"
+    )
+    login_user_limit: int = option(
+        50, _int_in(1, 1_000_000), "failed logins per username from all addresses together per --login-user-window"
+    )
+    login_user_window: float = option(3600.0, _float_in(1, 7 * 86400), "seconds of the per-username failed-login window")
     login_address_limit: int = option(20, _int_in(1, 1_000_000), "failed logins per client address per window")
+    login_user_attempts: int = option(
+        20, _int_in(1, 1_000_000), "logins, right or wrong, per username per --login-window"
+    )
+    login_address_attempts: int = option(
+        60, _int_in(1, 1_000_000), "logins, right or wrong, per client address per --login-window"
+    )
     login_window: float = option(900.0, _float_in(1, 86400), "seconds of the failed-login window")
     signup_address_limit: int = option(10, _int_in(1, 1_000_000), "signups per client address per window")
     signup_window: float = option(3600.0, _float_in(1, 86400), "seconds of the signup window")

@@ -60,6 +60,14 @@ class RateLimited(GameError):
         self.retry_after = retry_after
 
 
+class Busy(GameError):
+    """The server is at a capacity limit (`unavailable`); `retry_after` says when to try again (seconds)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__("unavailable", message, retry_after=round(retry_after, 3))
+        self.retry_after = retry_after
+
+
 class StoreUnavailable(Exception):
     """The store did not answer in time or could not be reached."""
 

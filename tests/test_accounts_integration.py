@@ -352,8 +352,8 @@ async def test_http_body_type_and_size(reactor: Any, serve: Start) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_failed_logins_rate_limited_http_429(reactor: Any, serve: Start) -> None:
-    """After login_user_limit wrong passwords the next login (even a right one, on HTTP or WebSocket) is 429 with Retry-After."""
-    running = await serve(login_user_limit=3, login_window=900)
+    """After login_user_address_limit wrong passwords the next login from that address (even a right one, on HTTP or WebSocket) is 429 with Retry-After."""
+    running = await serve(login_user_address_limit=3, login_window=900)
     await post(reactor, running, "/api/signup", {"username": "locked", "password": PASSWORD})
     for _ in range(3):
         status, _, reply = await post(reactor, running, "/api/login", {"username": "locked", "password": "wrong password"})
