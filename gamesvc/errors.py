@@ -10,6 +10,7 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_password": 400,
     "unauthenticated": 401,
     "bad_credentials": 401,
+    "forbidden": 403,
     "room_not_found": 404,
     "not_found": 404,
     "username_taken": 409,

@@ -121,7 +121,7 @@ class GameService(MultiService):
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
         )
-        self.site = build_site(self.app, self.factory)
+        self.site = build_site(self.app, self.factory, reactor)
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()

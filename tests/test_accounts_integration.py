@@ -256,7 +256,7 @@ async def test_http_signup_login_cookie_me_logout(reactor: Any, serve: Start) ->
     status, _, body = await get(reactor, running, "/api/me", Authorization="Bearer nonsense")
     assert (status, body["error"]) == (401, "unauthenticated")
 
-    status, headers, _ = await post(reactor, running, "/api/logout", Cookie=f"gamesvc_session={token}")
+    status, headers, _ = await post(reactor, running, "/api/logout", {}, Cookie=f"gamesvc_session={token}")
     assert status == 200
     cleared, attributes = cookie_attributes(headers)
     assert cleared == "" and attributes["max-age"] == "0"

@@ -506,6 +506,8 @@ async def test_resume_with_unknown_tokens() -> None:
         ('gamesvc_session="abc"', "abc"),
         ("other_gamesvc_session=abc", None),
         ("gamesvc_session=", None),
+        ("gamesvc_session=abc; gamesvc_session=def", None),
+        ("gamesvc_session=abc, gamesvc_session=def", None),
         ("", None),
         (None, None),
     ],
