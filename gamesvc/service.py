@@ -134,6 +134,11 @@ class GameService(MultiService):
         """Connect the store and restore the rooms, then listen; a store that does not answer within
         --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
+        if self.settings.dice_seed is not None:
+            log.critical(
+                "--dice-seed {seed} is set: dice are predictable; this server is for testing only",
+                seed=self.settings.dice_seed,
+            )
         self._pool.start()
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))

@@ -75,7 +75,11 @@ class Options(usage.Options):
             except ValueError as e:
                 source = f"--{name}" if given else env_name(field)
                 raise usage.UsageError(f"{source}: {e}") from None
-        self.settings = Settings(**values)
+        settings = Settings(**values)
+        if settings.dice_seed is not None and settings.behind_tls:
+            # A seeded die is predictable: it must never face real players.
+            raise usage.UsageError("--dice-seed is for testing only and is refused together with --behind-tls")
+        self.settings = settings
 
 
 def makeService(options: Options) -> IService:
