@@ -78,6 +78,15 @@ def check_password(password: str) -> bytes:
     return encoded
 
 
+def _count(counts: dict[str, int], key: str, change: int) -> None:
+    """Add `change` to a counter, dropping the key at zero so that the dict holds only live keys."""
+    value = counts.get(key, 0) + change
+    if value > 0:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
 class AccountService:
     """Signup, login and sessions with bcrypt hashes, hashed tokens and rate limits."""
 
@@ -101,23 +110,26 @@ class AccountService:
         self.logins_by_user = SlidingWindow(clock, settings.login_user_attempts, settings.login_window)
         self.logins_by_address = SlidingWindow(clock, settings.login_address_attempts, settings.login_window)
         self.signups_by_address = SlidingWindow(clock, settings.signup_address_limit, settings.signup_window)
-        # Password hashes in flight per client address; a key is removed when its count drops to zero.
+        # Password hashes in flight per client address and per username (login); a key is removed at zero.
         self.hashing: dict[str, int] = {}
+        self.checking: dict[str, int] = {}
 
-    def _admit_hash(self, address: str) -> None:
-        """Refuse a password hash when the service-wide queue or this address's share of it is full."""
+    def _admit_hash(self, address: str, key: str | None = None) -> None:
+        """Refuse a password hash when the service-wide queue, this address's share or this name's is full."""
         if self._hasher.pending() >= self._settings.hash_queue_limit:
             raise Busy("the server is busy checking passwords; try again shortly", HASH_RETRY_AFTER)
         if self.hashing.get(address, 0) >= self._settings.hash_address_limit:
             raise RateLimited("too many password checks from this address at once; wait for them", HASH_RETRY_AFTER)
-        self.hashing[address] = self.hashing.get(address, 0) + 1
+        if key is not None and self.checking.get(key, 0) >= self._settings.hash_user_limit:
+            raise RateLimited("a password check for this name is already running; wait for it", HASH_RETRY_AFTER)
+        _count(self.hashing, address, 1)
+        if key is not None:
+            _count(self.checking, key, 1)
 
-    def _hash_done(self, address: str) -> None:
-        left = self.hashing.get(address, 0) - 1
-        if left > 0:
-            self.hashing[address] = left
-        else:
-            self.hashing.pop(address, None)
+    def _hash_done(self, address: str, key: str | None = None) -> None:
+        _count(self.hashing, address, -1)
+        if key is not None:
+            _count(self.checking, key, -1)
 
     async def _open_session(self, user: dict) -> SignedIn:
         token = self._new_token()
@@ -181,7 +193,7 @@ class AccountService:
         # when refused for capacity below, so that retrying at once cannot keep the hash queue full.
         self.logins_by_user.hit(key)
         self.logins_by_address.hit(address)
-        self._admit_hash(address)
+        self._admit_hash(address, key)
         # Count the attempt as failed before the slow check, so that guesses sent at once on many
         # connections cannot all pass the limit while their checks wait for the thread pool.
         pair_hit = self.failed_by_user_address.hit(pair)
@@ -202,7 +214,7 @@ class AccountService:
             self.failed_by_address.undo(address, address_hit)
             raise
         finally:
-            self._hash_done(address)
+            self._hash_done(address, key)
         if not ok:
             raise GameError("bad_credentials", "wrong username or password")
         # The owner's typos from this address are forgiven; failures from other addresses still count.

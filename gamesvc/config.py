@@ -156,6 +156,7 @@ class Settings:
     hash_address_limit: int = option(
         2, _int_in(1, 1000), "password hashes in flight per client address (more: rate_limited)"
     )
+    hash_user_limit: int = option(1, _int_in(1, 1000), "login password checks in flight per username (more: rate_limited)")
     session_ttl: float = option(7 * 86400.0, _float_in(60, 365 * 86400), "seconds a session token lives")
     login_user_address_limit: int = option(
         5, _int_in(1, 1_000_000), "failed logins per username from one client address per --login-window"

@@ -39,9 +39,9 @@ async def serve(reactor: Any, mongo_uri: str) -> AsyncIterator[Start]:
         await running.service.stopService()
 
 
-def cookie_attributes(headers: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
+def cookie_attributes(headers: dict[str, list[str]], name: str = "gamesvc_session") -> tuple[str, dict[str, str]]:
     """The session cookie's value and its attributes (lower-case names) from a response's Set-Cookie."""
-    cookies = [c for c in headers.get("set-cookie", []) if c.startswith("gamesvc_session=")]
+    cookies = [c for c in headers.get("set-cookie", []) if c.startswith(f"{name}=")]
     assert len(cookies) == 1, headers.get("set-cookie")
     first, *attrs = [part.strip() for part in cookies[0].split(";")]
     found = {}
@@ -274,14 +274,14 @@ async def test_http_signup_login_cookie_me_logout(reactor: Any, serve: Start) ->
 
 @pytest_twisted.ensureDeferred
 async def test_http_cookie_secure_behind_tls(reactor: Any, serve: Start) -> None:
-    """With --behind-tls the session cookie is also Secure."""
+    """With --behind-tls the session cookie is __Host- prefixed and also Secure."""
     running = await serve(behind_tls=True)
     status, headers, _ = await post(reactor, running, "/api/signup", {"username": "tls_user", "password": PASSWORD})
     assert status == 200
-    _, attributes = cookie_attributes(headers)
+    _, attributes = cookie_attributes(headers, "__Host-gamesvc_session")
     assert "secure" in attributes and "httponly" in attributes and attributes["samesite"] == "Strict"
     status, headers, _ = await post(reactor, running, "/api/login", {"username": "tls_user", "password": PASSWORD})
-    assert "secure" in cookie_attributes(headers)[1]
+    assert "secure" in cookie_attributes(headers, "__Host-gamesvc_session")[1]
 
 
 @pytest_twisted.ensureDeferred

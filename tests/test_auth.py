@@ -339,7 +339,7 @@ class GatedHasher(PlainHasher):
 async def test_concurrent_guesses_cannot_outrun_the_limit() -> None:
     """Guesses sent at once (many connections) count while their bcrypt checks are running: only the limit reaches the hasher."""
     hasher = GatedHasher()
-    a = accounts(hasher=hasher, login_user_limit=3, login_address_limit=100)
+    a = accounts(hasher=hasher, login_user_limit=3, login_address_limit=100, hash_user_limit=100)
     await a.service.signup("judy", GOOD, "9.9.9.9")
     attempts = [a.service.login("judy", f"guess number {i}", f"10.0.1.{i}") for i in range(20)]
     assert hasher.checks == 3
@@ -352,7 +352,7 @@ async def test_concurrent_guesses_cannot_outrun_the_limit() -> None:
 async def test_full_hash_queue_answers_unavailable_at_once() -> None:
     """With hash_queue_limit hashes waiting, login and signup answer unavailable (retry_after 1) without hashing, and the refusal still counts as an attempt."""
     hasher = GatedHasher()
-    a = accounts(hasher=hasher, hash_queue_limit=2, login_user_attempts=3, login_address_limit=100)
+    a = accounts(hasher=hasher, hash_queue_limit=2, hash_user_limit=100, login_user_attempts=3, login_address_limit=100)
     await a.service.signup("tess", GOOD, "9.9.9.9")
     waiting = [a.service.login("tess", GOOD, f"10.2.0.{i}") for i in range(2)]
     busy = await error_of(a.service.login("tess", GOOD, "10.2.0.9"))
@@ -387,6 +387,24 @@ async def test_hashes_in_flight_are_capped_per_address() -> None:
     again = a.service.login("walt", GOOD, "7.7.7.7")
     hasher.release()
     assert (await again).user["username"] == "walt"
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_checks_in_flight_are_capped_per_username() -> None:
+    """One username gets at most hash_user_limit login checks in flight, from any addresses (more: rate_limited); other names are not affected."""
+    hasher = GatedHasher()
+    a = accounts(hasher=hasher, hash_user_limit=1, hash_queue_limit=100)
+    for name in ("xena", "yuri"):
+        await a.service.signup(name, GOOD, "9.9.9.9")
+    first = a.service.login("xena", GOOD, "10.3.0.1")
+    limited = await error_of(a.service.login("XENA", GOOD, "10.3.0.2"))
+    assert limited.code == "rate_limited" and limited.retry_after == 1.0 and hasher.checks == 1
+    other = a.service.login("yuri", GOOD, "10.3.0.2")
+    assert a.service.checking == {"xena": 1, "yuri": 1}
+    hasher.release()
+    await first
+    await other
+    assert a.service.checking == {} and a.service.hashing == {}
 
 
 @pytest_twisted.ensureDeferred
