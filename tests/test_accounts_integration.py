@@ -330,11 +330,16 @@ async def test_http_injection_in_every_field(reactor: Any, serve: Start) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_http_body_type_and_size(reactor: Any, serve: Start) -> None:
-    """A body that is not application/json is 400; one over the size limit is 413; a JSON charset parameter is fine."""
+    """A body that is not application/json is 403 without a same-origin Origin and 400 with one; one over the size
+    limit is 413; a JSON charset parameter is fine."""
     running = await serve()
     body = json.dumps({"username": "typed", "password": PASSWORD}).encode()
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/json"):
         status, _, reply = await post(reactor, running, "/api/signup", body, **{"Content-Type": content_type})
+        assert (status, reply["error"]) == (403, "forbidden"), content_type
+        status, _, reply = await post(
+            reactor, running, "/api/signup", body, **{"Content-Type": content_type, "Origin": running.url}
+        )
         assert (status, reply["error"]) == (400, "bad_request"), content_type
     # twisted.web itself answers an unparseable multipart body with a bare 400 before the API sees it.
     status, _, _ = await post(reactor, running, "/api/signup", body, **{"Content-Type": "multipart/form-data; boundary=x"})
