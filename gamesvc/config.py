@@ -157,6 +157,12 @@ class Settings:
     flood_strikes: int = option(
         50, _int_in(1, 1_000_000), "rate-limited messages in a row before the connection is closed (1008)"
     )
+    max_queued_requests: int = option(
+        32, _int_in(1, 100_000), "requests waiting behind one that awaits the store; when full, reading pauses"
+    )
+    max_queued_bytes: int = option(
+        131072, _int_in(1024, 1024 * 1024 * 1024), "bytes of waiting requests; when full, reading pauses (1008 if more comes)"
+    )
 
     # Rooms and games
     max_rooms: int = option(5000, _int_in(1, 1_000_000), "most rooms open at once")

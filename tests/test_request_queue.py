@@ -1,0 +1,81 @@
+"""The request path: ops that await nothing are answered at once, the queue behind a slow request is bounded."""
+
+from __future__ import annotations
+
+import json
+
+from gamesvc.protocol import OPS
+from tests.frames import Wire, frame, request
+
+LOGIN = {"username": "bob", "password": "wrong-password"}
+
+
+def nested(size: int) -> bytes:
+    """A request of about `size` bytes of nested JSON arrays (the most objects per byte a parser builds)."""
+    depth = (size - 40) // 2
+    return json.dumps({"op": "ping", "id": "deep"})[:-1].encode() + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def test_ops_that_await_nothing_are_answered_in_the_frames_own_call() -> None:
+    """ping, chat, roll, ready, leave (and the room and lobby ops) are plain functions answered during dataReceived."""
+    for name in ("ping", "room.chat", "game.roll", "room.ready", "room.leave", "room.create", "room.join"):
+        assert OPS[name][2], name
+    for name in ("signup", "login", "resume", "logout", "me", "leaderboard"):
+        assert not OPS[name][2], name
+    wire = Wire()
+    wire.send(request("ping", 1), request("room.chat", 2, text="hi"))
+    assert wire.replies() == [{"re": 1, "ok": True}, {"re": 2, "ok": False, "error": "unauthenticated",
+                                                       "message": "sign up, log in or resume first"}]
+
+
+def test_requests_behind_a_slow_one_wait_and_keep_their_order() -> None:
+    """A ping sent while a login waits for bcrypt is answered after the login, not before."""
+    wire = Wire()
+    wire.send(request("login", 1, **LOGIN), request("ping", 2), frame(b"not json"), request("ping", 3))
+    assert wire.replies() == []
+    wire.hasher.release()
+    assert [(r["re"], r["ok"]) for r in wire.replies()] == [(1, False), (2, True), (None, False), (3, True)]
+    wire.send(request("ping", 4))
+    assert wire.replies() == [{"re": 4, "ok": True}]
+
+
+def test_a_full_queue_pauses_reading_and_leaves_the_rest_unparsed() -> None:
+    """At --max-queued-requests waiting requests the transport is paused and later frames stay as bytes in the
+    read buffer; once the slow request is done every request is answered, in order, and reading resumes."""
+    wire = Wire(max_queued_requests=5, message_burst=100)
+    wire.send(request("login", 0, **LOGIN), *(request("ping", i) for i in range(1, 21)))
+    protocol = wire.protocol
+    assert wire.transport.producerState == "paused"
+    assert len(protocol._pending) == 5
+    assert all(isinstance(entry[0], bytes) for entry in protocol._pending)
+    assert len(protocol.data) > 0  # the other frames were not parsed
+    wire.hasher.release()
+    assert [r["re"] for r in wire.replies()] == list(range(21))
+    assert wire.transport.producerState == "producing"
+    assert not protocol._pending and not protocol.data
+
+
+def test_queued_bytes_are_bounded() -> None:
+    """Large nested requests queued behind a slow one pause reading at --max-queued-bytes, kept as raw bytes."""
+    wire = Wire(max_queued_bytes=100_000, max_message_bytes=65536, message_burst=100)
+    big = nested(60_000)
+    wire.send(request("login", 0, **LOGIN), *(frame(big) for _ in range(10)))
+    protocol = wire.protocol
+    assert wire.transport.producerState == "paused"
+    assert len(protocol._pending) == 2 and protocol._pending_bytes == 2 * len(big)
+    wire.hasher.release()
+    # Nested deeper than the parser allows: each is answered bad_request (re null), in order, after the login.
+    assert [(r["re"], r.get("error")) for r in wire.replies()] == [(0, "bad_credentials")] + [(None, "bad_request")] * 10
+
+
+def test_a_client_that_keeps_sending_while_paused_is_closed_1008() -> None:
+    """Bytes that still arrive while reading is paused (no TCP transport delivers them; a misbehaving one might)
+    close the connection with 1008 once they pass --max-queued-bytes, and are not kept."""
+    wire = Wire(max_queued_requests=2, max_queued_bytes=4096, message_burst=1000)
+    wire.send(request("login", 0, **LOGIN), request("ping", 1), request("ping", 2))
+    assert wire.transport.producerState == "paused"
+    for i in range(200):
+        wire.send(request("ping", 100 + i, pad="x" * 30))
+    frames = wire.take()
+    assert wire.close_code(frames) == 1008
+    assert len(wire.protocol.data) < 4096 + 100
