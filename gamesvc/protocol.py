@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gamesvc import args, sendnow
+from gamesvc import args, fastframe, sendnow
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
@@ -142,6 +142,7 @@ class GameProtocol(WebSocketServerProtocol):
     """One client connection: its identity, its request queue, and the events pushed to it."""
 
     factory: "GameFactory"
+    fast_frames = True  # read common frames with gamesvc.fastframe (False: Autobahn reads every frame)
 
     def __init__(self) -> None:
         super().__init__()
@@ -253,12 +254,17 @@ class GameProtocol(WebSocketServerProtocol):
         """Autobahn's reader, with a guard against bytes that keep coming while reading is paused.
 
         A TCP transport delivers nothing once paused; a transport that still does is bounded here: the client
-        is closed with 1008 once those bytes pass the queue's byte limit.
+        is closed with 1008 once those bytes pass the queue's byte limit. Common frames take the fast path
+        (gamesvc.fastframe); the rest goes to Autobahn.
         """
         if self._reading_paused:
             self._received_while_paused += len(data)
             if self._received_while_paused > self.factory.services.settings.max_queued_bytes:
                 self._close_policy("request queue full", "closing {address}: it keeps sending while its queue is full")
+                return
+        if self.fast_frames and fastframe.ready(self):
+            data = fastframe.deliver(self, data)
+            if not data:
                 return
         super().dataReceived(data)
 

@@ -62,6 +62,14 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+class LenientTransport(StringTransport):
+    """A StringTransport that, like a TCP transport, lets Autobahn unregister a producer it never registered."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.streaming = None
+
+
 class GatedHasher(PlainHasher):
     """A hasher whose password checks wait until the test releases them: a slow request on demand."""
 
@@ -92,7 +100,7 @@ class Wire:
         self.services = build_services(Settings(**overrides), self.clock, MemoryStore(), self.hasher)
         self.factory = GameFactory(self.services)
         self.protocol: GameProtocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4000))  # type: ignore[assignment]
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+        self.transport = LenientTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
         self.protocol.makeConnection(self.transport)
         self.protocol.dataReceived(HANDSHAKE)
         assert self.transport.value().startswith(b"HTTP/1.1 101"), self.transport.value()
