@@ -1,4 +1,4 @@
-"""A fast path for the common WebSocket frame: one whole, masked, unfragmented, small text frame.
+"""A fast path for the common WebSocket frame: one whole, masked, unfragmented, small text frame (and its reply).
 
 Autobahn parses every frame generically: a header object, a masker object, per-frame callbacks
 (onFrameBegin, onFrameData, onFrameEnd, onMessageBegin, onMessageEnd), an incremental UTF-8 validator
@@ -39,6 +39,17 @@ def ready(protocol: Any) -> bool:
         and not protocol.logFrames
         and not protocol.trackedTimings
     )
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's (unmasked, unfragmented) text frame of `payload`: the bytes Autobahn's prepareMessage makes,
+    without its PreparedMessage object and masker."""
+    n = len(payload)
+    if n < 126:
+        return bytes((FIN_TEXT, n)) + payload
+    if n < 65536:
+        return bytes((FIN_TEXT, 126, n >> 8, n & 0xFF)) + payload
+    return bytes((FIN_TEXT, 127)) + n.to_bytes(8, "big") + payload
 
 
 def unmask(masked: bytes, mask: bytes) -> bytes:

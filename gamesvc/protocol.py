@@ -426,9 +426,13 @@ class GameProtocol(WebSocketServerProtocol):
         """Send a pre-encoded message, framing it once per broadcast; drop clients that do not read."""
         if not self.open:
             return
-        if outgoing.framed is None:
-            outgoing.framed = self.factory.prepareMessage(outgoing.payload)
-        self.sendPreparedMessage(outgoing.framed)
+        framed = outgoing.framed
+        if framed is None:
+            framed = outgoing.framed = fastframe.text_frame(outgoing.payload)
+        if self._perMessageCompress is None:
+            self.sendData(framed)
+        else:  # never negotiated by GameFactory; kept correct should it ever be
+            self.sendMessage(outgoing.payload)
         self.factory.services.metrics.message_out()
         if sendnow.pending(self.transport) > self.factory.services.settings.send_buffer_bytes:
             log.warn("dropping slow client {address}: send buffer full", address=self.address)

@@ -112,3 +112,11 @@ def test_autobahn_internals_the_fast_path_reads_are_still_there() -> None:
     assert protocol.inside_message and not fastframe.ready(protocol)  # inside a fragmented message
     wire.send(frame(b"}", opcode=0))
     assert fastframe.ready(protocol) and [r["re"] for r in wire.replies()] == [1]
+
+
+def test_text_frames_are_the_bytes_autobahn_prepares() -> None:
+    """fastframe.text_frame frames a reply exactly as Autobahn's prepareMessage does, at every length encoding."""
+    wire = Wire()
+    for n in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        payload = b"x" * n
+        assert fastframe.text_frame(payload) == wire.factory.prepareMessage(payload).payloadHybi, n
