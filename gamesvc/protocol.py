@@ -143,6 +143,11 @@ class GameProtocol(WebSocketServerProtocol):
 
     factory: "GameFactory"
     fast_frames = True  # read common frames with gamesvc.fastframe (False: Autobahn reads every frame)
+    # Class-level defaults, set on the instance only when they change: 10,000 idle connections carry no copies.
+    _pending_bytes = 0
+    _draining = False
+    _reading_paused = False
+    _received_while_paused = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,11 +159,7 @@ class GameProtocol(WebSocketServerProtocol):
         # Frames waiting behind a request that awaits (payload, binary, within the message rate): kept as the
         # bytes that came in, and parsed only when their turn comes, so a waiting frame costs its size.
         self._pending: deque[tuple[bytes, bool, bool]] = deque()
-        self._pending_bytes = 0
         self._busy = False  # a request is awaiting the store (or bcrypt)
-        self._draining = False
-        self._reading_paused = False
-        self._received_while_paused = 0
         self._strikes = 0
         self._messages: TokenBucket | None = None
         self._chats: TokenBucket | None = None
@@ -196,6 +197,8 @@ class GameProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Leave the factory's connections; rooms keep the seat for the grace period."""
         self._detach()
+        # A request still awaiting bcrypt keeps this object alive for seconds: let go of the unread bytes now.
+        self.data = b""
 
     def _detach(self) -> None:
         if not self.open:

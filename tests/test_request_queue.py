@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
 from gamesvc.protocol import OPS
 from tests.frames import Wire, frame, request
 
@@ -79,3 +82,14 @@ def test_a_client_that_keeps_sending_while_paused_is_closed_1008() -> None:
     frames = wire.take()
     assert wire.close_code(frames) == 1008
     assert len(wire.protocol.data) < 4096 + 100
+
+
+def test_a_closed_connection_lets_go_of_its_queue_while_its_slow_request_still_runs() -> None:
+    """Once the connection is lost, its queued and unread bytes are freed at once, not when the slow request
+    (which keeps the protocol object alive) finally ends."""
+    wire = Wire(max_queued_requests=3, message_burst=100)
+    wire.send(request("login", 0, **LOGIN), *(request("ping", i, pad="x" * 1000) for i in range(1, 30)))
+    assert wire.protocol._pending and wire.protocol.data
+    wire.protocol.connectionLost(Failure(ConnectionDone()))
+    assert wire.hasher.gates  # the login still waits
+    assert not wire.protocol._pending and wire.protocol._pending_bytes == 0 and wire.protocol.data == b""
