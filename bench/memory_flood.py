@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import secrets
 import time
 from typing import Any, Sequence
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--message-bytes", type=int, default=65536, help="size of each nested message (the server's limit)")
     p.add_argument("--bcrypt-cost", type=int, default=12, help="bcrypt cost, which makes the login slow (default 12)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server and generator to separate cores")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE", help="environment for the server")
     p.add_argument("--server-option", action="append", default=[], metavar="NAME=VALUE", help="extra twistd gamesvc option")
     p.add_argument("--no-save", action="store_true", help="do not write a result file")
     return p
@@ -106,7 +108,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     """Run the rooms, measure RSS, flood, close the flooders, measure RSS again."""
     extra = dict(SERVER_OPTIONS) | dict(item.split("=", 1) for item in args.server_option)
     options = common.ServerOptions(bcrypt_cost=args.bcrypt_cost, extra=extra)
-    server = common.Server(options, "memory_flood", pin=not args.no_pin)
+    env = dict(item.split("=", 1) for item in args.server_env)
+    server = common.Server(options, "memory_flood", pin=not args.no_pin, env=env)
+    logging.getLogger("picows").setLevel(logging.ERROR)  # not one "writing paused" line per flooder
     server.start()
     stats = Stats()
     players: list[Player] = []
@@ -129,6 +133,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         stats.reset()
         stats.recording = True
         cpu_before, own_before = server.cpu_seconds(), common.own_cpu_seconds()
+        store_before, busy_before = server.store_cpu_seconds(), common.system_busy()[0]
         started = time.monotonic()
         until = started + args.seconds
         peak = rss_before
@@ -141,6 +146,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.monotonic() - started
         cpu = server.cpu_seconds() - cpu_before
         own = common.own_cpu_seconds() - own_before
+        store = server.store_cpu_seconds() - store_before
+        busy = (common.system_busy()[0] - busy_before) / common.CLK_TCK
         rss_at_end = server.rss_kib()
         chat = common.percentiles(stats.chat)
         for f in flooders:
@@ -167,6 +174,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "rss_left_after_close_mib": round((rss_after - rss_before) / 1024, 1),
             "chat_latency": chat,
             "server_core_share": round(cpu / wall, 3),
+            # CPU that neither the server, its store nor the generator used: other work on the machine.
+            "other_processes_core_share": round(max(0.0, busy - cpu - store - own) / wall, 3),
             "error_replies_to_players": dict(stats.errors),
             "generator": common.generator_verdict(own, wall),
         }
@@ -190,7 +199,8 @@ def report(figures: dict[str, Any]) -> None:
         f"(+{figures['rss_growth_mib']} MiB) → {figures['server_rss_after_close_kib'] // 1024} MiB after close "
         f"(+{figures['rss_left_after_close_mib']} MiB); chat p50 {chat['p50_ms']} p99 {chat['p99_ms']} ms; "
         f"{figures['messages_sent']} nested messages sent, {figures['replies_to_flooders']} replies; "
-        f"closes {figures['flooder_closes_before_the_end']}; targets {figures['targets_met']}"
+        f"closes {figures['flooder_closes_before_the_end']}; server {figures['server_core_share']:.0%} of a core, "
+        f"other processes {figures['other_processes_core_share']} cores; targets {figures['targets_met']}"
     )
 
 
