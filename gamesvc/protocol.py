@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from gamesvc import args, fastframe, sendnow
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
+from gamesvc.heap import HeapTrimmer
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
 from gamesvc.wire import Outgoing
@@ -148,6 +149,7 @@ class GameProtocol(WebSocketServerProtocol):
     _draining = False
     _reading_paused = False
     _received_while_paused = 0
+    _queue_filled = False  # reading was paused at least once: large buffers were held
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,6 +201,8 @@ class GameProtocol(WebSocketServerProtocol):
         self._detach()
         # A request still awaiting bcrypt keeps this object alive for seconds: let go of the unread bytes now.
         self.data = b""
+        if self._queue_filled:
+            self.factory.heap.request()  # its large buffers are free now: give the memory back
 
     def _detach(self) -> None:
         if not self.open:
@@ -241,6 +245,7 @@ class GameProtocol(WebSocketServerProtocol):
         """Stop reading from the socket (TCP backpressure) and parsing what was already read."""
         if not self._reading_paused:
             self._reading_paused = True
+            self._queue_filled = True
             self._received_while_paused = 0
             if self.transport is not None:
                 self.transport.pauseProducing()
@@ -467,6 +472,7 @@ class GameFactory(WebSocketServerFactory):
         super().__init__(url)
         self.services = services
         self.connections: set[GameProtocol] = set()
+        self.heap = HeapTrimmer(services.clock)
         settings = services.settings
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes,

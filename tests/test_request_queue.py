@@ -7,6 +7,7 @@ import json
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
+from gamesvc.heap import HeapTrimmer
 from gamesvc.protocol import OPS
 from tests.frames import Wire, frame, request
 
@@ -93,3 +94,35 @@ def test_a_closed_connection_lets_go_of_its_queue_while_its_slow_request_still_r
     wire.protocol.connectionLost(Failure(ConnectionDone()))
     assert wire.hasher.gates  # the login still waits
     assert not wire.protocol._pending and wire.protocol._pending_bytes == 0 and wire.protocol.data == b""
+
+
+def test_closing_connections_that_filled_their_queue_trims_the_heap_once() -> None:
+    """Connections whose queue filled hand their large buffers back to the OS: one malloc_trim a second after the
+    first of them closes, however many close together; connections that never filled it trigger none."""
+    trims: list[int] = []
+    quiet, flooders = Wire(), [Wire(max_queued_requests=2) for _ in range(3)]
+    for wire in [quiet, *flooders]:
+        wire.factory.heap = HeapTrimmer(wire.clock, trim=trims.append)
+    quiet.protocol.connectionLost(Failure(ConnectionDone()))
+    quiet.clock.advance(5)
+    assert trims == []
+    shared = flooders[0].factory.heap
+    for wire in flooders:
+        wire.factory.heap = shared
+        wire.send(request("login", 0, **LOGIN), request("ping", 1), request("ping", 2), request("ping", 3))
+        assert wire.transport.producerState == "paused"
+        wire.protocol.connectionLost(Failure(ConnectionDone()))
+    assert trims == []
+    flooders[0].clock.advance(1.0)
+    assert trims == [0]
+
+
+def test_malloc_trim_is_found_on_glibc() -> None:
+    """On this (glibc) platform the trimmer has the C library's malloc_trim, and calling it works."""
+    import platform
+
+    from twisted.internet.task import Clock
+
+    trimmer = HeapTrimmer(Clock())
+    if platform.libc_ver()[0] == "glibc":
+        assert trimmer._trim is not None and trimmer._trim(0) in (0, 1)
