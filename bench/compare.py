@@ -3,8 +3,9 @@
 Both servers get the same load one after the other, alternating (reference, gamesvc, reference, gamesvc
 with --rounds 2): R rooms of four players that only chat (signup, room.create, room.join, room.chat: the
 ops the reference speaks), pinned to the same core. For each: server CPU per 1,000 delivered messages and
-chat fan-out p99 at the base rate, then the chat rate raised step by step until p99 passes --limit-ms or
-the server's core is full: the highest delivered messages/s before that (saturation). The ratio
+chat fan-out p99 at the base rate, then the chat rate raised step by step until the server no longer
+delivers what is asked, its core is full or p99 passes --limit-ms (250 ms: the shared machine's noise
+alone reaches 100 ms): the highest delivered messages/s before that (saturation). The ratio
 gamesvc / reference of CPU per 1,000 delivered is what `make bench` prints.
 
     python -m bench.compare --rooms 250 --rounds 2
@@ -39,6 +40,7 @@ def _find_reference() -> Path:
 REFERENCE = Path(os.environ.get("GAMESVC_BENCH_REFERENCE", "")) if os.environ.get("GAMESVC_BENCH_REFERENCE") else _find_reference()
 NODE_MODULES = common.WORK / "node"  # `npm install --no-save ws@8` there (bench/work is git-ignored)
 FULL_CORE = 0.95  # a server using this share of its core is saturated whatever its latency says
+KEPT_UP = 0.95  # share of the asked-for deliveries a step must deliver to count as kept up
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,11 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rooms", type=int, default=250, help="rooms of four chatting players (default 250)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of reference then gamesvc (default 2)")
     p.add_argument("--chat-rate", type=float, default=1.0, help="base chat messages/s per player (default 1)")
-    p.add_argument("--rates", default="2,4,6,8,11,14", help="chat rates of the saturation climb, per player")
+    p.add_argument("--rates", default="2,4,6,8,10,12", help="chat rates of the saturation climb, per player")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring the base rate (default 3)")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds measured at the base rate (default 10)")
     p.add_argument("--step-seconds", type=float, default=5.0, help="seconds measured per climb step (default 5)")
-    p.add_argument("--limit-ms", type=float, default=100.0, help="chat p99 that ends the climb (default 100)")
+    p.add_argument("--limit-ms", type=float, default=250.0, help="chat p99 that ends the climb (default 250)")
     p.add_argument("--only", choices=["reference", "gamesvc"], help="run one server only")
     p.add_argument(
         "--also-commit", action="append", default=[], metavar="COMMIT",
@@ -207,10 +209,16 @@ async def one_server(kind: str, args: argparse.Namespace, label: str) -> dict[st
             p99 = step["chat_latency"]["p99_ms"]
             print(f"   {kind} {rate:g}/s/player: {step['delivered_per_second']}/s, p99 {p99} ms, "
                   f"server {step['server_core_share']:.0%}, generator {step['generator']['core_share']:.0%}", flush=True)
-            if p99 is None or p99 > args.limit_ms or step["server_core_share"] >= FULL_CORE:
+            # Keeping up: delivered what the players asked for (the base rate's deliveries scaled to this rate).
+            step["kept_up"] = step["delivered_per_second"] >= KEPT_UP * base["delivered_per_second"] * rate / args.chat_rate
+            if not step["kept_up"] or step["server_core_share"] >= FULL_CORE or (p99 or 0) > args.limit_ms:
                 break
-        sustained = [s for s in [base, *steps] if s["chat_latency"]["p99_ms"] is not None
-                     and s["chat_latency"]["p99_ms"] <= args.limit_ms and s["generator"]["not_bottleneck"]]
+        base["kept_up"] = True
+        # Saturation as the issue measures it: the highest rate the server kept up with before its core was full
+        # (and its p99 within --limit-ms: a server that keeps up only by queueing does not count).
+        sustained = [s for s in [base, *steps] if s["kept_up"] and s["server_core_share"] < FULL_CORE
+                     and s["chat_latency"]["p99_ms"] is not None and s["chat_latency"]["p99_ms"] <= args.limit_ms
+                     and s["generator"]["not_bottleneck"]]
         best = max(sustained, key=lambda s: s["delivered_per_second"], default=None)
         return {
             "server": kind,
