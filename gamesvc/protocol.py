@@ -33,6 +33,7 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_GOING_AWAY = 1001
 CLOSE_SERVICE_RESTART = 1012
 SLOW_REQUEST = 0.5  # seconds; slower requests are logged with their fields
+PEER_PROBE_SECONDS = 1.0  # while reading is paused, how often to look whether the peer has closed
 
 Handler = Callable[["GameProtocol", dict], Any]
 # name -> (handler, needs auth, answered at once): an `at_once` handler is a plain function that awaits nothing.
@@ -249,6 +250,18 @@ class GameProtocol(WebSocketServerProtocol):
             self._received_while_paused = 0
             if self.transport is not None:
                 self.transport.pauseProducing()
+            self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
+
+    def _probe_peer(self) -> None:
+        """While reading is paused, drop the connection once its peer has closed: the close cannot be read, and the
+        queue's buffers would otherwise be held until the slow request ends."""
+        if not self._reading_paused or not self.open:
+            return
+        if sendnow.peer_closed(self.transport):
+            self._detach()
+            self.dropConnection(abort=True)
+        else:
+            self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
 
     def _resume_reading(self) -> None:
         """Read again, starting with the frames buffered when reading stopped."""

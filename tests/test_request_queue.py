@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
@@ -126,3 +128,45 @@ def test_malloc_trim_is_found_on_glibc() -> None:
     trimmer = HeapTrimmer(Clock())
     if platform.libc_ver()[0] == "glibc":
         assert trimmer._trim is not None and trimmer._trim(0) in (0, 1)
+
+
+def test_a_paused_connection_whose_peer_closed_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paused transport never reads the peer's close; once a second the socket's TCP state is checked, and a
+    closed peer gets the connection dropped, its buffers freed, while the login still waits."""
+    from gamesvc import sendnow
+
+    wire = Wire(max_queued_requests=2)
+    wire.send(request("login", 0, **LOGIN), request("ping", 1), request("ping", 2))
+    assert wire.transport.producerState == "paused"
+    closed = False
+    monkeypatch.setattr(sendnow, "peer_closed", lambda transport: closed)
+    wire.clock.advance(1.0)
+    assert wire.protocol.open
+    closed = True
+    wire.clock.advance(1.0)
+    assert not wire.protocol.open and wire.hasher.gates and not wire.protocol._pending
+
+
+def test_peer_closed_reads_the_tcp_state_of_a_real_socket() -> None:
+    """sendnow.peer_closed says True for a socket whose peer sent FIN behind unread data, False before."""
+    import socket
+
+    from twisted.internet import tcp
+
+    from gamesvc import sendnow
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    transport = tcp.Connection.__new__(tcp.Connection)
+    transport.socket = server
+    try:
+        client.sendall(b"x" * 1000)
+        assert not sendnow.peer_closed(transport)
+        client.close()  # on loopback the FIN arrives within the close call
+        assert sendnow.peer_closed(transport)
+    finally:
+        server.close()
+        listener.close()
