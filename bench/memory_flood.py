@@ -29,14 +29,14 @@ from bench import common
 from bench.players import Player, Stats, fill_rooms
 
 # The server's options for this scenario, in one place. The service's own message limits (not the raised ones
-# of the other scenarios) apply, since the flooders must be held to them. Every client comes from 127.0.0.1
-# until the server trusts the X-Forwarded-For each flooder sends: once `--trusted-proxy` exists, add
-# "trusted-proxy": "127.0.0.1/32" here (or pass --server-option trusted-proxy=127.0.0.1/32).
+# of the other scenarios) apply, since the flooders must be held to them; every client comes from 127.0.0.1, and
+# the server believes the X-Forwarded-For each flooder sends, so per-address limits count each flooder apart.
 SERVER_OPTIONS: dict[str, Any] = {
     "message-rate": 20,
     "message-burst": 40,
     "chat-rate": 1,
     "chat-burst": 5,
+    "trusted-proxy": "127.0.0.1/32",
 }
 WRITE_BUFFER_LIMIT = 256 * 1024  # a flooder sends only while its socket's buffer is below this
 
