@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from bench import common
 from bench.login_burst import pings_during
 from bench.players import PASSWORD, Player, RequestFailed, Stats
+from gamesvc.config import Settings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,13 +93,15 @@ async def attack(player: Player, accounts: list[str], rate: float, until: float,
 
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     """Run the scenario against a fresh server and return its figures."""
-    extra = {
-        "trusted-proxy": "127.0.0.1/32",
-        # Every client has an address of its own here: the service's own per-address limits apply.
-        "signup-address-limit": 10,
-        "login-address-limit": 20,
-        "message-rate": 20,
-        "message-burst": 40,
+    # Every client has an address of its own here: the service's own per-address, hashing and message limits apply
+    # (its defaults, in place of the raised ones of the other scenarios).
+    service = Settings()
+    extra = {"trusted-proxy": "127.0.0.1/32"} | {
+        name.replace("_", "-"): getattr(service, name)
+        for name in (
+            "signup_address_limit", "login_address_limit", "login_address_attempts", "hash_address_limit",
+            "hash_queue_limit", "message_rate", "message_burst",
+        )
     }
     server = common.Server(common.ServerOptions(bcrypt_cost=args.bcrypt_cost, extra=extra), "login-flood", pin=not args.no_pin)
     server.start()
