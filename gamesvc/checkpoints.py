@@ -17,13 +17,16 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from gamesvc._defer import deferred
 from gamesvc.errors import StoreUnavailable
+from gamesvc.interfaces import IRoomListener
 
 log = Logger()
 
 
+@implementer(IRoomListener)
 class Checkpoints:
     """Writes room snapshots to the store in the background."""
 

@@ -148,6 +148,8 @@ class GameProtocol(WebSocketServerProtocol):
         self.token: str | None = None
         self.address = "unknown"
         self.open = False
+        # Between onOpen and _detach: counted among the factory's connections and known to the services.
+        self._attached = False
         self._cookie_token: str | None = None
         # (id, op, message, internal): internal entries (_cookie, _error) come from the protocol itself.
         self._pending: deque[tuple[Any, str, dict, bool]] = deque()
@@ -184,7 +186,7 @@ class GameProtocol(WebSocketServerProtocol):
         services = self.factory.services
         clock = services.clock
         settings = services.settings
-        self.open = True
+        self.open = self._attached = True
         self._messages = TokenBucket(clock, settings.message_rate, settings.message_burst)
         self._chats = TokenBucket(clock, settings.chat_rate, settings.chat_burst)
         self.factory.connections.add(self)
@@ -212,9 +214,9 @@ class GameProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_SIGNIN_TIMEOUT, "sign in (signup, login or resume) sooner")
 
     def _detach(self) -> None:
-        if not self.open:
+        if not self._attached:
             return
-        self.open = False
+        self.open = self._attached = False
         self._pending.clear()
         if self._signin_timer is not None and self._signin_timer.active():
             self._signin_timer.cancel()
@@ -366,8 +368,14 @@ class GameProtocol(WebSocketServerProtocol):
         self.factory.services.metrics.message_out()
         if sendnow.pending(self.transport) > self.factory.services.settings.send_buffer_bytes:
             log.warn("dropping slow client {address}: send buffer full", address=self.address)
-            self._detach()
-            self.dropConnection(abort=True)
+            self._drop_slow()
+
+    def _drop_slow(self) -> None:
+        """Abort a client that does not read. The rooms hear of it on a later reactor turn (onClose, or the call
+        below if the transport never reports), never from inside the broadcast that is delivering to it."""
+        self.open = False
+        self.dropConnection(abort=True)
+        self.factory.services.clock.callLater(0, self._detach)
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """Autobahn's frame writer, sending at once (gamesvc.sendnow) when nothing is queued before the frame."""

@@ -33,6 +33,7 @@ from gamesvc.redisbus import RedisBus, parse_redis_uri
 from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.sessions import LiveSessions
+from gamesvc.snapshots import snapshot
 from gamesvc.store.mongo import MongoStore
 from gamesvc.web import build_metrics_site, build_site
 
@@ -75,9 +76,11 @@ def build_services(
     results = ResultWriter(store, clock, settings.result_retry, journal)
     sessions = LiveSessions(clock)
     accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
-    rooms = RoomService(clock, settings, results, **room_options)
-    checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
-    rooms.checkpoints = checkpoints
+    checkpoints = Checkpoints(
+        store, clock, lambda room, final: snapshot(room, clock.seconds(), results.pending, chat=final),
+        settings.result_retry, settings.checkpoint_interval,
+    )
+    rooms = RoomService(clock, settings, results, checkpoints, **room_options)
     services = Services(
         settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions,
         bus=bus, node_id=settings.node_id or default_node_id(),
