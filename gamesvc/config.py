@@ -240,6 +240,15 @@ class Settings:
         False, bool, "listen with SO_REUSEPORT so that several processes share --port (the kernel spreads connections)",
         flag=True,
     )
+    lease_seconds: float = option(
+        10.0, _float_in(1, 3600),
+        "with --redis-uri: seconds a node owns a room without renewing; a dead node's rooms are taken over after it",
+    )
+    lease_renew_seconds: float = option(
+        3.0, _float_in(0.1, 1200),
+        "with --redis-uri: seconds between lease renewals and between looks for rooms to take over "
+        "(less than a third of --lease-seconds)",
+    )
 
 
 def setting_fields() -> tuple[attrs.Attribute, ...]:

@@ -196,6 +196,7 @@ class RoomService:
         settings: Settings,
         results: ResultWriter,
         listener: IRoomListener = NoRoomListener(),
+        others: Callable[[], list[dict[str, Any]]] = list,
         dice: Callable[[], int] | None = None,
         choose: Callable[[str], str] = secrets.choice,
         new_game_id: Callable[[], str] = lambda: secrets.token_hex(8),
@@ -218,6 +219,8 @@ class RoomService:
         self.games_finished = 0
         # Told of every change and close, to checkpoint rooms (gamesvc.checkpoints.Checkpoints).
         self._listener = listener
+        # The public rooms of the other nodes of a cluster (gamesvc.cluster.lobby), listed after this node's.
+        self._others = others
         self._stopped = False
         # Bots' names and delays; bots added per account, so that bots cannot flood the server.
         self._bot_random = bot_random or random.Random()
@@ -241,8 +244,8 @@ class RoomService:
         return room.id if room else None
 
     def public_rooms(self) -> list[dict[str, Any]]:
-        """Summaries of the open public rooms, oldest first."""
-        return [room.summary() for room in self.rooms.values() if not room.private]
+        """Summaries of the open public rooms, oldest first (this node's, then those of the other nodes)."""
+        return [room.summary() for room in self.rooms.values() if not room.private] + self._others()
 
     # Lobby
 
@@ -798,6 +801,28 @@ class RoomService:
         log.info("room {room} restored ({status})", room=room.id, status=room.status)
         return room
 
+    def evict(self, room_id: str) -> None:
+        """Forget a room this node no longer owns (its lease went to another node): its timers stop, nothing about it
+        is written, and its members here get `room.detached` with reason "moved" (joining again finds the room)."""
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return
+        self._stop_turn(room)
+        self._stop_fill(room)
+        room.cancel_coalescing()
+        for seat in room.players:
+            seat.cancel_grace()
+            if self._seats.get(seat.key) is room:
+                del self._seats[seat.key]
+        minds = room.minds()
+        for mind in minds:
+            if self._where.get(mind) is room:
+                del self._where[mind]
+        room.spectators.clear()
+        log.warn("room {room} moved to another node: its lease was lost", room=room_id)
+        for mind in minds:
+            self._send(mind, {"event": "room.detached", "room": room_id, "reason": "moved"})
+
     def stop(self) -> None:
         """Freeze every room for shutdown: no timer fires and no seat is given up from here on."""
         self._stopped = True
@@ -884,6 +909,12 @@ class RoomService:
         outgoing = Outgoing(message)
         for mind in list(self._watchers):
             self._deliver(mind, outgoing)
+
+    def to_watchers(self, outgoing: Outgoing, skip: object = None) -> None:
+        """Pass a lobby event of another node's room on to this node's lobby watchers (but `skip`)."""
+        for mind in list(self._watchers):
+            if mind is not skip:
+                self._deliver(mind, outgoing)
 
     def _send(self, mind: IMind, message: dict[str, Any]) -> None:
         self._deliver(mind, Outgoing(message))

@@ -23,6 +23,9 @@ from gamesvc._defer import deferred
 from gamesvc.auth import AccountService
 from gamesvc.bus import IBus
 from gamesvc.checkpoints import Checkpoints
+from gamesvc.cluster.leases import RoomLeases
+from gamesvc.cluster.lobby import ClusterLobby, LobbyCache
+from gamesvc.cluster.node import ClusterNode
 from gamesvc.config import Settings
 from gamesvc.embedded import EmbeddedMongo
 from gamesvc.errors import BusUnavailable, StoreUnavailable
@@ -58,6 +61,8 @@ class Services:
     # The message bus between nodes (--redis-uri), None when the node runs alone; and this node's id.
     bus: IBus | None = None
     node_id: str = ""
+    # This node's part of the cluster (leases, takeovers), None when the node runs alone.
+    cluster: ClusterNode | None = None
 
 
 def default_node_id() -> str:
@@ -76,14 +81,23 @@ def build_services(
     results = ResultWriter(store, clock, settings.result_retry, journal)
     sessions = LiveSessions(clock)
     accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
+    node_id = settings.node_id or default_node_id()
+    # In a cluster, checkpoints are fenced by the epoch of this node's lease on each room (gamesvc.cluster.leases).
+    epochs: dict[str, int] | None = {} if bus is not None else None
     checkpoints = Checkpoints(
         store, clock, lambda room, final: snapshot(room, clock.seconds(), results.pending, chat=final),
-        settings.result_retry, settings.checkpoint_interval,
+        settings.result_retry, settings.checkpoint_interval, epochs=epochs,
     )
-    rooms = RoomService(clock, settings, results, checkpoints, **room_options)
+    leases = RoomLeases(store, clock, node_id, settings.lease_seconds, epochs, checkpoints) if epochs is not None else None
+    lobby_cache = LobbyCache()
+    rooms = RoomService(clock, settings, results, leases or checkpoints, lobby_cache.summaries, **room_options)
+    cluster = None
+    if bus is not None and leases is not None:
+        lobby = ClusterLobby(node_id, lobby_cache, bus, rooms, store)
+        cluster = ClusterNode(rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds, lobby)
     services = Services(
         settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions,
-        bus=bus, node_id=settings.node_id or default_node_id(),
+        bus=bus, node_id=node_id, cluster=cluster,
     )
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
@@ -255,7 +269,11 @@ class GameService(MultiService):
                 found = await self.app.results.recover()
                 if found:
                     log.info("finishing {n} game results left by an earlier run", n=found)
-                await self._restore_rooms()
+                if self.app.cluster is None:
+                    await self._restore_rooms()
+                else:
+                    # A node of a cluster restores no room by itself: it takes over those whose lease ran out.
+                    self.app.cluster.start()
                 log.info("store ready")
                 self.store_ready.callback(None)
                 return
@@ -295,6 +313,9 @@ class GameService(MultiService):
         if not await self.app.checkpoints.flush(final=True):
             log.warn("{n} rooms could not be checkpointed: the store is unavailable", n=self.app.checkpoints.pending)
         self.app.checkpoints.stop()
+        if self.app.cluster is not None:
+            # After the last checkpoints: the other nodes take the rooms over at once instead of at the lease's end.
+            await self.app.cluster.stop()
         self.factory.close_all(CLOSE_SERVICE_RESTART, "server restarting")
         left = await self.app.results.flush()
         if left:

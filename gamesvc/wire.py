@@ -50,3 +50,11 @@ class Outgoing:
     def __init__(self, message: dict[str, Any]) -> None:
         self.payload = encode(message)
         self.framed: Any = None
+
+    @classmethod
+    def encoded(cls, payload: bytes) -> "Outgoing":
+        """A message that is encoded already (relayed from another node of a cluster as it was sent)."""
+        outgoing = cls.__new__(cls)
+        outgoing.payload = payload
+        outgoing.framed = None
+        return outgoing

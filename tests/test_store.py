@@ -167,6 +167,8 @@ async def test_released_lease_is_taken_at_once(store: Any) -> None:
     assert await store.acquire_lease("ROOM01", "a", 100.0, 110.0) == 1
     assert await store.release_lease("ROOM01", "a", 1) is True
     assert await store.acquire_lease("ROOM01", "b", 101.0, 111.0) == 2
+    await store.save_rooms([{"id": "PLAIN1", "v": 1}])  # a single node's room has no lease
+    assert await store.room_leases() == [{"id": "ROOM01", "owner": "b", "epoch": 2, "lease_expires": 111.0}]
 
 
 @pytest_twisted.ensureDeferred

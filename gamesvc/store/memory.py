@@ -191,6 +191,11 @@ class MemoryStore:
         return True
 
     @deferred
+    async def room_leases(self) -> list[dict]:
+        self._check()
+        return [{"id": r["id"], **{k: r[k] for k in LEASE_FIELDS}} for r in self.rooms.values() if "epoch" in r]
+
+    @deferred
     async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:
         self._check()
         room = self.rooms.get(room_id)

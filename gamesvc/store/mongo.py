@@ -337,6 +337,17 @@ class MongoStore:
         return bool(result.matched_count)
 
     @deferred
+    async def room_leases(self) -> list[dict]:
+        docs = await self._call(self._db.rooms.find(
+            {"epoch": {"$exists": True}}, projection={"owner": 1, "epoch": 1, "lease_expires": 1}
+        ))
+        return [
+            {"id": doc["_id"], "owner": doc.get("owner"), "epoch": doc["epoch"],
+             "lease_expires": _seconds(doc.get("lease_expires", 0.0))}
+            for doc in docs
+        ]
+
+    @deferred
     async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:
         result = await self._call(self._db.rooms.update_one(
             {"_id": room_id, "epoch": epoch, "owner": node}, {"$set": {"lease_expires": 0.0}}
