@@ -23,6 +23,7 @@ from zope.interface import implementer
 from gamesvc import args, sendnow
 from gamesvc import fairness
 from gamesvc.auth import token_hash
+from gamesvc.cluster.relay import RELAYED_OPS
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
@@ -225,7 +226,7 @@ class GameProtocol(WebSocketServerProtocol):
         services = self.factory.services
         services.metrics.connection_closed()
         services.sessions.remove(self)
-        services.rooms.disconnected(self)
+        services.disconnected(self)
 
     # Incoming frames
 
@@ -312,7 +313,11 @@ class GameProtocol(WebSocketServerProtocol):
             handler, needs_auth = entry
             if needs_auth and self.account is None:
                 raise GameError("unauthenticated", "sign up, log in or resume first")
-            fields = await handler(self, message)
+            if services.relay is not None and name in RELAYED_OPS:
+                # In a cluster, the room may be another node's: the op runs there (gamesvc.cluster.relay).
+                fields = await services.relay.handle(self, name, message, handler)
+            else:
+                fields = await handler(self, message)
             reply = {"re": rid, "ok": True}
             if fields:
                 reply.update(fields)
@@ -392,7 +397,7 @@ class GameProtocol(WebSocketServerProtocol):
         if not self.factory.services.sessions.add(token_hash(token), self, expires):
             raise GameError("unauthenticated", "the session was logged out")
         if self.account is not None and self.account != account:
-            self.factory.services.rooms.disconnected(self)
+            self.factory.services.disconnected(self)
         self.account = account
         self.token = token
 
@@ -400,7 +405,7 @@ class GameProtocol(WebSocketServerProtocol):
         """Leave the room (a seat waits for the grace period) and become anonymous again."""
         services = self.factory.services
         services.sessions.remove(self)
-        services.rooms.disconnected(self)
+        services.disconnected(self)
         self.account = self.token = None
         self._arm_signin_deadline()
 

@@ -902,6 +902,7 @@ class RoomService:
 
     def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
         outgoing = Outgoing(message)
+        outgoing.room = room.id
         for mind in room.minds():
             self._deliver(mind, outgoing)
 

@@ -26,12 +26,13 @@ from gamesvc.checkpoints import Checkpoints
 from gamesvc.cluster.leases import RoomLeases
 from gamesvc.cluster.lobby import ClusterLobby, LobbyCache
 from gamesvc.cluster.node import ClusterNode
+from gamesvc.cluster.relay import Relay
 from gamesvc.config import Settings
 from gamesvc.embedded import EmbeddedMongo
 from gamesvc.errors import BusUnavailable, StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
-from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
+from gamesvc.protocol import CLOSE_SERVICE_RESTART, OPS, GameFactory
 from gamesvc.redisbus import RedisBus, parse_redis_uri
 from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
@@ -61,8 +62,15 @@ class Services:
     # The message bus between nodes (--redis-uri), None when the node runs alone; and this node's id.
     bus: IBus | None = None
     node_id: str = ""
-    # This node's part of the cluster (leases, takeovers), None when the node runs alone.
+    # This node's part of the cluster (leases, takeovers) and its relay of room ops, None when the node runs alone.
     cluster: ClusterNode | None = None
+    relay: Relay | None = None
+
+    def disconnected(self, mind: Any) -> None:
+        """A connection closed or signed out: its room (here, or on its owner node) keeps its seat for the grace."""
+        self.rooms.disconnected(mind)
+        if self.relay is not None:
+            self.relay.disconnected(mind)
 
 
 def default_node_id() -> str:
@@ -91,14 +99,17 @@ def build_services(
     leases = RoomLeases(store, clock, node_id, settings.lease_seconds, epochs, checkpoints) if epochs is not None else None
     lobby_cache = LobbyCache()
     rooms = RoomService(clock, settings, results, leases or checkpoints, lobby_cache.summaries, **room_options)
-    cluster = None
+    services = Services(
+        settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions, bus=bus, node_id=node_id,
+    )
     if bus is not None and leases is not None:
         lobby = ClusterLobby(node_id, lobby_cache, bus, rooms, store)
-        cluster = ClusterNode(rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds, lobby)
-    services = Services(
-        settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions,
-        bus=bus, node_id=node_id, cluster=cluster,
-    )
+        services.relay = Relay(
+            node_id, bus, clock, services, lobby_cache, store, OPS, settings.store_timeout, settings.lease_seconds
+        )
+        services.cluster = ClusterNode(
+            rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds, lobby, services.relay
+        )
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)

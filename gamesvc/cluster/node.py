@@ -13,6 +13,7 @@ from gamesvc._defer import deferred
 from gamesvc.bus import IBus
 from gamesvc.cluster.leases import RoomLeases
 from gamesvc.cluster.lobby import ClusterLobby
+from gamesvc.cluster.relay import Relay
 from gamesvc.errors import BusUnavailable, StoreUnavailable
 from gamesvc.rooms import RoomService
 
@@ -26,8 +27,9 @@ class ClusterNode:
 
     def __init__(
         self, rooms: RoomService, leases: RoomLeases, checkpoints: Any, bus: IBus, clock: IReactorTime,
-        renew_seconds: float, lobby: ClusterLobby,
+        renew_seconds: float, lobby: ClusterLobby, relay: Relay,
     ) -> None:
+        self.relay = relay
         self._rooms = rooms
         self.lobby = lobby
         self._leases = leases
@@ -44,6 +46,7 @@ class ClusterNode:
         """Begin: listen for released rooms, and look for rooms to take (a previous run's included) at once."""
         self._running = True
         self.lobby.start()
+        self.relay.start()
         self._bus.subscribe(CLUSTER_CHANNEL, self._heard)
         self._schedule(0)
 
@@ -52,8 +55,21 @@ class ClusterNode:
             message = json.loads(payload)
         except ValueError:
             return
-        if isinstance(message, dict) and message.get("released") and message.get("node") != self._leases.node:
+        if not isinstance(message, dict) or not isinstance(message.get("node"), str):
+            return
+        node = message["node"]
+        if node == self._leases.node:
+            return
+        self.relay.heard_from(node)
+        if message.get("released"):
             self._schedule(0, now=True)
+        room_id = message.get("took")
+        if isinstance(room_id, str) and room_id not in self._rooms.rooms:
+            # Its members here follow it to the new owner, and routing finds it there.
+            known = self.lobby.cache.rooms.get(room_id)
+            if known is not None:
+                self.lobby.cache.rooms[room_id] = (node, known[1])
+            self.relay.moved(room_id, node)
 
     def _schedule(self, delay: float, now: bool = False) -> None:
         if not self._running:
@@ -81,7 +97,10 @@ class ClusterNode:
 
     @deferred
     async def tick(self) -> None:
-        """One round: renew this node's leases (giving up the rooms it lost), then take over the claimable rooms."""
+        """One round: say this node is alive, renew its leases (giving up the rooms it lost), disconnect the members
+        of nodes gone silent, then take over the claimable rooms."""
+        self._say({"alive": True})
+        self.relay.check_nodes()
         for room_id in await self._leases.renew():
             self._rooms.evict(room_id)
         try:
@@ -117,6 +136,13 @@ class ClusterNode:
         self._checkpoints.room_changed(room)
         self.lobby.cache.rooms.pop(room_id, None)
         self.lobby.announce(room)
+        self._say({"took": room_id})
+        self.relay.moved(room_id, self._leases.node)
+
+    def _say(self, message: dict[str, Any]) -> None:
+        """Publish a message of this node on the cluster channel (lost while the bus is down)."""
+        payload = json.dumps(dict(message, node=self._leases.node)).encode()
+        self._bus.publish(CLUSTER_CHANNEL, payload).addErrback(lambda f: f.trap(BusUnavailable))
 
     @deferred
     async def stop(self) -> None:
@@ -135,3 +161,4 @@ class ClusterNode:
                 pass  # the leases are released: the others find the rooms on their next round
         self._bus.unsubscribe(CLUSTER_CHANNEL, self._heard)
         self.lobby.stop()
+        self.relay.stop()
