@@ -105,7 +105,8 @@ def build_services(
     if bus is not None and leases is not None:
         lobby = ClusterLobby(node_id, lobby_cache, bus, rooms, store)
         services.relay = Relay(
-            node_id, bus, clock, services, lobby_cache, store, OPS, settings.store_timeout, settings.lease_seconds
+            node_id, bus, clock, services, lobby_cache, store, OPS, settings.store_timeout, settings.lease_seconds,
+            leases.when_leased,
         )
         services.cluster = ClusterNode(
             rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds, lobby, services.relay

@@ -216,3 +216,28 @@ def test_members_follow_their_room_to_its_new_owner_after_a_node_dies() -> None:
     reply = run(clock, b, comeback, "room.join", room=room_id)
     assert [p["connected"] for p in reply["room"]["players"]] == [True, True]
     assert reply["room"]["players"][0]["position"] == 3 and new.rooms.rooms[room_id].game.current == "carol"
+
+
+def test_after_a_redis_outage_members_are_re_attached_even_when_the_owner_comes_back_later() -> None:
+    """During an outage the owner shows its remote members disconnected; when the bus is back the members' node
+    re-attaches them (again and again while the owner is not back yet), and they play on."""
+    clock, store, (a, b, c) = three_nodes(store_timeout=2)
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    hub = a.bus._hub
+    hub.outage(a.bus, b.bus, c.bus)
+    clock.advance(0)
+    assert [p["connected"] for p in carol.last("room.state")["room"]["players"]] == [True, False]
+    hub.recover(a.bus, b.bus)
+    clock.advance(2)
+    clock.advance(0)
+    hub.recover(c.bus)
+    clock.advance(2)
+    clock.advance(0)
+    assert [p["connected"] for p in carol.last("room.state")["room"]["players"]] == [True, True]
+    assert [p["connected"] for p in ann.last("room.state")["room"]["players"]] == [True, True]
+    assert not ann.events("room.detached")
+    run(clock, a, ann, "room.chat", text="back")
+    clock.advance(0)
+    assert carol.last("room.chat")["text"] == "back"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -41,8 +42,22 @@ class RoomLeases:
         self._checkpoints = checkpoints
         # When each held lease runs out, as this node wrote it.
         self.expires: dict[str, float] = {}
-        # New rooms whose lease is being taken, with their latest state to checkpoint once it is.
+        # New rooms whose lease is being taken, with their latest state to checkpoint once it is, and who waits.
         self._acquiring: dict[str, Any] = {}
+        self._waiters: dict[str, list[Deferred[None]]] = {}
+
+    def when_leased(self, room_id: str) -> Deferred[None]:
+        """Fires once this node holds the lease of a room it just created (at once if it does already, or if the
+        room is not being leased); so that no other node hears of the room before its owner is in the store."""
+        if room_id not in self._acquiring:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(room_id, []).append(d)
+        return d
+
+    def _leased(self, room_id: str) -> None:
+        for d in self._waiters.pop(room_id, ()):
+            d.callback(None)
 
     def holds(self, room_id: str) -> bool:
         """True while this node may write the room: it holds the lease and it is not close to running out."""
@@ -79,6 +94,7 @@ class RoomLeases:
                 await _sleep(self._clock, self._lease / 3)
                 continue
             room = self._acquiring.pop(room_id, None)
+            self._leased(room_id)
             if epoch is None:
                 log.error("room {room} is owned by another node: its id was taken twice", room=room_id)
             elif room is None:

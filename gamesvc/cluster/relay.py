@@ -105,7 +105,10 @@ class Relay:
     def __init__(
         self, node: str, bus: IBus, clock: IReactorTime, services: Any, lobby: LobbyCache, store: Any,
         ops: Mapping[str, tuple[Handler, bool]], timeout: float, node_timeout: float,
+        leased: Callable[[str], Deferred[None]],
     ) -> None:
+        """`leased(room_id)` fires once this node owns a room it created (gamesvc.cluster.leases)."""
+        self._leased = leased
         self.node = node
         self._bus = bus
         self._clock = clock
@@ -162,7 +165,12 @@ class Relay:
         if name in LOCAL_ENTRY_OPS:
             if where is not None:
                 await self._leave_remote(conn, where)
-            return await handler(conn, message)
+            fields = await handler(conn, message)
+            room_id = self._rooms.room_of(conn)
+            if room_id is not None:
+                # The reply names the room: other nodes must find its owner in the store from then on.
+                await self._leased(room_id)
+            return fields
         if name == "room.join":
             room_id = message.get("room")
             target = room_id.upper() if isinstance(room_id, str) and 0 < len(room_id) <= 20 else None
@@ -307,7 +315,7 @@ class Relay:
             self._where[conn].owner = owner
             self._reattach(conn)
 
-    def _reattach(self, conn: Any) -> None:
+    def _reattach(self, conn: Any, tries: int = 0) -> None:
         where = self._where.get(conn)
         if where is None:
             return
@@ -331,9 +339,14 @@ class Relay:
 
         def failed(failure: Any) -> None:
             failure.trap(GameError)
-            if self._where.get(conn) is where:
-                self._forget(conn)
-                conn.deliver(Outgoing({"event": "room.detached", "room": where.room, "reason": "moved"}))
+            if self._where.get(conn) is not where:
+                return
+            if failure.value.code == "unavailable" and (tries + 1) * self._timeout < self._node_timeout * 2:
+                # The owner is not back on the bus yet (or is being replaced): try again.
+                self._clock.callLater(self._timeout, self._reattach, conn, tries + 1)
+                return
+            self._forget(conn)
+            conn.deliver(Outgoing({"event": "room.detached", "room": where.room, "reason": "moved"}))
 
         d.addCallbacks(rejoined, failed)
 
