@@ -241,3 +241,23 @@ def test_after_a_redis_outage_members_are_re_attached_even_when_the_owner_comes_
     run(clock, a, ann, "room.chat", text="back")
     clock.advance(0)
     assert carol.last("room.chat")["text"] == "back"
+
+
+def test_an_owner_that_dropped_a_nodes_members_asks_that_node_to_re_attach_them() -> None:
+    """When the owner lost the bus while the members' node did not notice (or the node went silent for a while), the
+    owner disconnects those members; once it hears from the node again it asks it to re-attach them."""
+    clock, store, (a, b, c) = three_nodes(store_timeout=2)
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    hub = a.bus._hub
+    hub.outage(c.bus)
+    clock.advance(0)
+    assert [p["connected"] for p in carol.last("room.state")["room"]["players"]] == [True, False]
+    hub.recover(c.bus)
+    for _ in range(3):
+        clock.advance(0)
+    assert [p["connected"] for p in carol.last("room.state")["room"]["players"]] == [True, True]
+    run(clock, a, ann, "room.chat", text="still here")
+    clock.advance(0)
+    assert carol.last("room.chat")["text"] == "still here"

@@ -130,6 +130,8 @@ class Relay:
         # Owner: the stand-ins of remote connections, and when each node was last heard from.
         self._minds: dict[tuple[str, str], RemoteMind] = {}
         self._heard: dict[str, float] = {}
+        # Nodes whose members this owner disconnected (silence, or its own bus down): asked to re-attach them.
+        self._to_rejoin: set[str] = set()
         self._last_broadcast: Outgoing | None = None
         self.forwarded = 0
         self.served = 0
@@ -354,6 +356,8 @@ class Relay:
         if connected:
             for conn in list(self._where):
                 self._reattach(conn)
+            for node in list(self._to_rejoin):
+                self._ask_rejoin(node)
         else:
             # Owner side: remote members cannot be reached; they come back by their nodes' re-attaching.
             for key in list(self._minds):
@@ -396,7 +400,15 @@ class Relay:
             self._heard[header.get("node")] = self._clock.seconds()
             self._serve(header).addErrback(lambda f: log.failure("serving a forwarded op failed", f))
         elif kind == "gone":
-            self._drop_mind((header.get("node"), header.get("conn")))
+            # The connection closed: its seat's grace starts, and nothing is to be re-attached.
+            mind = self._minds.pop((header.get("node"), header.get("conn")), None)  # type: ignore[arg-type]
+            if mind is not None:
+                self._rooms.disconnected(mind)
+        elif kind == "rejoin":
+            owner = header.get("owner")
+            for conn, where in list(self._where.items()):
+                if where.owner == owner:
+                    self._reattach(conn)
 
     def _on_event(self, header: dict, body: bytes) -> None:
         """A message from an owner to one local connection."""
@@ -445,11 +457,19 @@ class Relay:
     def _drop_mind(self, key: tuple[Any, Any]) -> None:
         mind = self._minds.pop(key, None)  # type: ignore[arg-type]
         if mind is not None:
+            self._to_rejoin.add(mind.node)
             self._rooms.disconnected(mind)
 
+    def _ask_rejoin(self, node: str) -> None:
+        """Ask a node to re-attach its members of this node's rooms (their stand-ins here were dropped)."""
+        self._to_rejoin.discard(node)
+        self.publish_to(node, {"t": "rejoin", "owner": self.node})
+
     def heard_from(self, node: str) -> None:
-        """A node said it is alive."""
+        """A node said it is alive: if its members here were dropped meanwhile, it re-attaches them."""
         self._heard[node] = self._clock.seconds()
+        if node in self._to_rejoin and self._bus.connected:
+            self._ask_rejoin(node)
 
     def check_nodes(self) -> None:
         """Members on nodes not heard from for --lease-seconds are disconnected (their grace starts)."""
