@@ -109,7 +109,8 @@ def build_services(
             leases.when_leased,
         )
         services.cluster = ClusterNode(
-            rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds, lobby, services.relay
+            rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds or settings.lease_seconds / 4, lobby,
+            services.relay,
         )
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending

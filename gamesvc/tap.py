@@ -71,7 +71,8 @@ class Options(usage.Options):
                 source = f"--{name}" if given else env_name(field)
                 raise usage.UsageError(f"{source}: {e}") from None
         self.settings = Settings(**values)
-        if self.settings.lease_renew_seconds * 3 >= self.settings.lease_seconds:
+        renew = self.settings.lease_renew_seconds
+        if renew is not None and renew * 3 >= self.settings.lease_seconds:
             raise usage.UsageError("--lease-renew-seconds must be less than a third of --lease-seconds")
 
 
