@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface, implementer
+
+if TYPE_CHECKING:
+    from gamesvc.wire import Outgoing
 
 
 class IMind(Interface):
@@ -11,7 +16,7 @@ class IMind(Interface):
     account = Attribute("the signed-in `gamesvc.auth.Account`, or None")
     address = Attribute("the client's address (a string), for per-address limits")
 
-    def deliver(outgoing: object) -> None:
+    def deliver(outgoing: Outgoing) -> None:
         """Send one pre-encoded `gamesvc.wire.Outgoing` message; never raises."""
 
 

@@ -232,7 +232,13 @@ class GameService(MultiService):
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))
         give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
-        ready.addBoth(lambda _: (give_up.cancel() if give_up.active() else None, self._listen()))
+
+        def listen_now(_: object) -> None:
+            if give_up.active():
+                give_up.cancel()
+            self._listen()
+
+        ready.addBoth(listen_now)
 
     def _listen(self) -> None:
         if self._listen_started or not self.running:
@@ -255,7 +261,7 @@ class GameService(MultiService):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        address = port.getHost()
+        address: Any = port.getHost()
         log.info("gamesvc listening on http://{host}:{port}/", host=address.host, port=address.port)
         self.listening.callback(port)
         # Objects made during start-up live for the whole run: keep the collector from rescanning them.
@@ -265,7 +271,8 @@ class GameService(MultiService):
 
     def _metrics_listening(self, port: IListeningPort) -> None:
         self.metrics_port = port
-        log.info("metrics on http://{host}:{port}/metrics", host=port.getHost().host, port=port.getHost().port)
+        address: Any = port.getHost()
+        log.info("metrics on http://{host}:{port}/metrics", host=address.host, port=address.port)
 
     def _cannot_listen(self, failure: Any, where: str) -> None:
         log.failure("cannot listen on {where}", failure, where=where)
@@ -317,7 +324,7 @@ class GameService(MultiService):
             self._gc_pauses.write()
         for port in (self.port, self.metrics_port):
             if port is not None:
-                await port.stopListening()
+                await maybeDeferred(port.stopListening)
         self.factory.announce_restart()
         rooms = self.app.rooms
         rooms.stop()

@@ -412,7 +412,8 @@ class Relay:
 
     def _on_event(self, header: dict, body: bytes) -> None:
         """A message from an owner to one local connection."""
-        conn = self._by_id.get(header.get("conn"))
+        cid = header.get("conn")
+        conn = self._by_id.get(cid) if isinstance(cid, str) else None
         if conn is None:
             return
         try:
@@ -486,8 +487,11 @@ def _game_error(error: dict) -> GameError:
     """The GameError of an error reply (a rate limit keeps its retry_after)."""
     from gamesvc.errors import RateLimited
 
-    code = error.get("error") if isinstance(error.get("error"), str) else "internal"
-    message = error.get("message") if isinstance(error.get("message"), str) else "error"
+    code, message = error.get("error"), error.get("message")
+    if not isinstance(code, str):
+        code = "internal"
+    if not isinstance(message, str):
+        message = "error"
     retry = error.get("retry_after")
     if code == "rate_limited" and isinstance(retry, (int, float)):
         return RateLimited(message, retry)

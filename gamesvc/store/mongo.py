@@ -233,7 +233,8 @@ class MongoStore:
             found = await self._call(self._db.rooms.find({"_id": {"$in": list(epochs)}}, projection={"epoch": 1}))
             current = {doc["_id"]: doc.get("epoch") for doc in found}
             fenced = [room_id for room_id, epoch in epochs.items() if current.get(room_id) != epoch]
-        moves, rooms = [], []
+        moves: list[ReplaceOne[dict[str, Any]]] = []
+        rooms: list[ReplaceOne[dict[str, Any]] | UpdateOne] = []
         for snap in snapshots:
             room_id, entries = snap["id"], snap.get("entries", [])
             if room_id in fenced:
