@@ -799,6 +799,9 @@ class RoomService:
             self._results.submit({"entries": room.entries, **data["record"]})
         room.last_summary = room.summary()
         log.info("room {room} restored ({status})", room=room.id, status=room.status)
+        # Every player was ready but the start was not checkpointed yet (a crash came between the two): start it
+        # now, as the last ready did; the seeds are the checkpoint's, so the dice are the ones that game would have had.
+        self._start_if_ready(room)
         return room
 
     def evict(self, room_id: str) -> None:

@@ -190,3 +190,19 @@ def test_a_node_loads_the_clusters_rooms_at_start_and_after_a_bus_outage() -> No
     b.bus._hub.recover(b.bus)
     clock.advance(0)
     assert sorted(r["id"] for r in b.rooms.public_rooms()) == sorted([room_id, other])
+
+
+def test_a_room_taken_over_with_everyone_ready_starts_its_game() -> None:
+    """When the owner died after the last ready but before the game's start was checkpointed, the node that takes
+    the room over starts the game, as the last ready did, with the checkpoint's seeds."""
+    clock, store, (a, b) = cluster("a", "b", lease_seconds=10, lease_renew_seconds=3)
+    ann, bob = FakeMind("ann"), FakeMind("bob")
+    room_id = a.rooms.create(ann, "t", 2, False)["room"]["id"]
+    a.rooms.join(bob, room_id)
+    a.rooms.ready(ann, True)
+    clock.advance(0)
+    store.rooms[room_id]["players"][1]["ready"] = True  # bob's ready was written, the start was not
+    b.cluster.start()
+    clock.advance(12)
+    room = b.rooms.rooms[room_id]
+    assert room.status == "playing" and room.game is not None and room.game.current == "ann"

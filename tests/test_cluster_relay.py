@@ -261,3 +261,26 @@ def test_an_owner_that_dropped_a_nodes_members_asks_that_node_to_re_attach_them(
     run(clock, a, ann, "room.chat", text="still here")
     clock.advance(0)
     assert carol.last("room.chat")["text"] == "still here"
+
+
+def test_a_request_waiting_on_a_dead_owner_answers_unavailable_as_soon_as_the_room_is_taken_over() -> None:
+    """A roll forwarded to an owner that died waits for no timeout once another node took the room over: it answers
+    `unavailable` then, and the next roll is served by the new owner."""
+    clock, store, (a, b, c) = three_nodes(lease_seconds=4, store_timeout=30, dice=ScriptedDice(*[2] * 50))
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    run(clock, c, carol, "room.ready", ready=True)
+    run(clock, a, ann, "room.ready", ready=True)
+    run(clock, c, carol, "game.roll")
+    c.cluster._running = False
+    c.bus._hub.outage(c.bus)
+    failures: list[Any] = []
+    a.relay.handle(ann, "game.roll", {"op": "game.roll"}, OPS["game.roll"][0]).addErrback(failures.append)
+    for _ in range(6):
+        clock.advance(1)
+    assert failures and failures[0].value.code == "unavailable"
+    assert store.rooms[room_id]["owner"] in ("a", "b")
+    run(clock, a, ann, "game.roll")
+    clock.advance(0)
+    assert ann.last("game.rolled")["player"] == "ann"

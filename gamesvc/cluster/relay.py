@@ -123,6 +123,8 @@ class Relay:
         self._ids = itertools.count(1)
         # Edge: forwarded requests waiting for their reply; local connections in other nodes' rooms.
         self._waiting: dict[int, tuple[Deferred[dict], IDelayedCall]] = {}
+        # The owner node and room each waiting request went to, so that a takeover answers them at once.
+        self._sent_to: dict[int, tuple[str, str | None]] = {}
         self._conn_ids: dict[Any, str] = {}
         self._by_id: dict[str, Any] = {}
         self._where: dict[Any, _Membership] = {}
@@ -249,6 +251,7 @@ class Relay:
         waiting: Deferred[dict] = Deferred()
         timer = self._clock.callLater(self._timeout, self._answer, rid, _UNAVAILABLE)
         self._waiting[rid] = (waiting, timer)
+        self._sent_to[rid] = (owner, self.remote_room_of(conn))
         header = {
             "t": "op", "node": self.node, "conn": self._conn_id(conn), "rid": rid, "op": name, "msg": message,
             "account": [conn.account.key, conn.account.username], "address": conn.address,
@@ -266,6 +269,7 @@ class Relay:
         return fields if isinstance(fields, dict) else None
 
     def _answer(self, rid: int, reply: dict) -> None:
+        self._sent_to.pop(rid, None)
         waiting = self._waiting.pop(rid, None)
         if waiting is None:
             return
@@ -312,10 +316,15 @@ class Relay:
             self.publish_to(where.owner, {"t": "gone", "node": self.node, "conn": cid})
 
     def moved(self, room_id: str, owner: str) -> None:
-        """A node took a room over: re-attach this node's members of it to the new owner."""
+        """A node took a room over: requests still waiting on its old owner answer `unavailable` now (it is gone:
+        they were not served, and a retry goes to the new owner), and this node's members follow the room."""
+        stale = [rid for rid, (sent_to, room) in self._sent_to.items() if room == room_id and sent_to != owner]
         for conn in list(self._members.get(room_id, ())):
             self._where[conn].owner = owner
             self._reattach(conn)
+        # After the members follow the room: an answer lets the connection's next request go, to the new owner.
+        for rid in stale:
+            self._answer(rid, _UNAVAILABLE)
 
     def _reattach(self, conn: Any, tries: int = 0) -> None:
         where = self._where.get(conn)
