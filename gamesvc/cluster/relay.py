@@ -19,9 +19,9 @@ the same owner after a bus outage; an owner treats the members on a node it has 
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any, Awaitable, Callable, Mapping
 
+import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -396,9 +396,9 @@ class Relay:
     def _on_node_message(self, channel: str, payload: bytes) -> None:
         head, _, body = payload.partition(b"\n")
         try:
-            header = json.loads(head)
+            header = orjson.loads(head)
             kind = header["t"]
-        except (ValueError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warn("ignoring a malformed message on this node's channel")
             return
         if kind == "re":
@@ -426,7 +426,7 @@ class Relay:
         if conn is None:
             return
         try:
-            event = json.loads(body)
+            event = orjson.loads(body)
         except ValueError:
             return
         if event.get("event") in ("room.detached", "room.closed") and self.remote_room_of(conn) == event.get("room"):
