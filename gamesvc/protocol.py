@@ -522,7 +522,11 @@ async def _logout(conn: GameProtocol, message: dict) -> None:
 async def _me(conn: GameProtocol, message: dict) -> dict:
     services = conn.factory.services
     user = await services.accounts.user(conn.account.key)
-    return {"user": user, "room": services.rooms.seat_of(conn.account.key)}
+    room = services.rooms.seat_of(conn.account.key)
+    if room is None and services.relay is not None:
+        # In a cluster the seat may be in another node's room.
+        room = await services.relay.seat_of(conn)
+    return {"user": user, "room": room}
 
 
 @op("leaderboard", auth=False)

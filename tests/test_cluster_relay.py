@@ -284,3 +284,19 @@ def test_a_request_waiting_on_a_dead_owner_answers_unavailable_as_soon_as_the_ro
     run(clock, a, ann, "game.roll")
     clock.advance(0)
     assert ann.last("game.rolled")["player"] == "ann"
+
+
+def test_me_names_a_seat_on_another_node() -> None:
+    """`me` on a node names the room of another node where the user holds a seat (from the store's checkpoint for
+    a connection that just arrived), so that a client reconnecting anywhere goes back to its game."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    for name in ("ann", "nobody"):
+        store.users[name] = {"key": name, "username": name, "password_hash": b"", "wins": 0, "games": 0,
+                             "created": 0.0, "counted": set()}
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    clock.advance(0)
+    assert run(clock, a, ann, "me")["room"] == room_id
+    assert run(clock, b, FakeConn("ann", b), "me")["room"] == room_id
+    assert run(clock, b, FakeConn("nobody", b), "me")["room"] is None

@@ -191,3 +191,13 @@ async def test_checkpoints_are_fenced_by_the_epoch(store: Any) -> None:
     assert [(r["v"], r["epoch"]) for r in await store.load_rooms()] == [(2, 2)]
     await store.delete_room("ROOM01", epoch=2)
     assert await store.load_room("ROOM01") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_of_player(store: Any) -> None:
+    """The room whose checkpoint seats a user is found by the user's key; a user seated nowhere has none."""
+    await store.save_rooms([{"id": "ROOM01", "players": [{"key": "ann", "username": "Ann"}, {"key": "bob"}]}])
+    await store.save_rooms([{"id": "ROOM02", "players": [{"key": "cy"}]}])
+    assert await store.room_of_player("bob") == "ROOM01"
+    assert await store.room_of_player("cy") == "ROOM02"
+    assert await store.room_of_player("Ann") is None and await store.room_of_player("dan") is None

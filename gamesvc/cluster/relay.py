@@ -163,6 +163,15 @@ class Relay:
         return where.room if where is not None else None
 
     @deferred
+    async def seat_of(self, conn: Any) -> str | None:
+        """The room of another node where this connection's user holds a seat: the one it is in, else the store's."""
+        where = self._where.get(conn)
+        if where is not None and where.seated:
+            return where.room
+        room: str | None = await self._store.room_of_player(conn.account.key)
+        return room if room not in self._rooms.rooms else None
+
+    @deferred
     async def handle(self, conn: Any, name: str, message: dict, handler: Handler) -> dict | None:
         """Run a connection's op here, or at the owner of the room it is about."""
         where = self._where.get(conn)

@@ -98,5 +98,9 @@ class IStore(Interface):
     def release_lease(room_id: str, node: str, epoch: int) -> Deferred[bool]:
         """End `node`'s lease at `epoch` now (another node may take the room over at once); False when not held."""
 
+    def room_of_player(key: str) -> Deferred[str | None]:
+        """The id of a checkpointed room where the user with this key holds a seat, or None (for `me` in a cluster,
+        where the seat may be on another node)."""
+
     def room_leases() -> Deferred[list[dict[str, Any]]]:
         """Every room's lease as {"id", "owner", "epoch", "lease_expires"} (rooms of a single node have none)."""

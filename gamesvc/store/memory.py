@@ -191,6 +191,14 @@ class MemoryStore:
         return True
 
     @deferred
+    async def room_of_player(self, key: str) -> str | None:
+        self._check()
+        for room in self.rooms.values():
+            if any(p.get("key") == key for p in room.get("players", ())):
+                return str(room["id"])
+        return None
+
+    @deferred
     async def room_leases(self) -> list[dict]:
         self._check()
         return [{"id": r["id"], **{k: r[k] for k in LEASE_FIELDS}} for r in self.rooms.values() if "epoch" in r]

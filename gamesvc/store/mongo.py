@@ -338,6 +338,11 @@ class MongoStore:
         return bool(result.matched_count)
 
     @deferred
+    async def room_of_player(self, key: str) -> str | None:
+        doc = await self._call(self._db.rooms.find_one({"players.key": key}, projection={"_id": 1}))
+        return str(doc["_id"]) if doc is not None else None
+
+    @deferred
     async def room_leases(self) -> list[dict]:
         docs = await self._call(self._db.rooms.find(
             {"epoch": {"$exists": True}}, projection={"owner": 1, "epoch": 1, "lease_expires": 1}
