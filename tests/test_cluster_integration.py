@@ -148,3 +148,24 @@ def _sleep(reactor: Any, seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_hands_the_rooms_over_at_once(reactor: Any, make_cluster: Any) -> None:
+    """A node stopped with SIGTERM releases its rooms: with leases of a minute, another node owns the room within
+    seconds, the members elsewhere are re-attached, and the stopped node's player finds the room from another node."""
+    cluster = await make_cluster(nodes=3, args=("--lease-seconds", "60", *CLUSTER_ARGS[4:]))
+    clients, tokens, room_id = await three_players(reactor, cluster)
+    for name in ("carol", "ann", "bob"):
+        await clients[name].ok("room.ready", ready=True)
+    started = reactor.seconds()
+    await cluster.stop(3)
+    await until_state(clients["ann"], lambda s: not next(p["connected"] for p in s["players"] if p["username"] == "carol"))
+    assert reactor.seconds() - started < 30
+    carol = await resumed(reactor, cluster.node(1), tokens["carol"])
+    rejoined = await carol.ok("room.join", room=room_id)
+    assert rejoined["room"]["status"] == "playing"
+    clients["carol"] = carol
+    clients["ann"].events.clear()
+    over = await play_out(clients, carol)
+    assert over["room"] == room_id
