@@ -72,9 +72,11 @@ class Player(WSListener):
 
     # Connection
 
-    async def connect(self, url: str, timeout: float = 30.0) -> None:
-        """Open the WebSocket (the handshake carries no Origin, like any non-browser client)."""
-        await asyncio.wait_for(ws_connect(lambda: self, url, websocket_handshake_timeout=timeout), timeout)
+    async def connect(self, url: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
+        """Open the WebSocket (the handshake carries no Origin, like any non-browser client; `headers` adds some)."""
+        await asyncio.wait_for(
+            ws_connect(lambda: self, url, websocket_handshake_timeout=timeout, extra_headers=headers), timeout
+        )
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport

@@ -9,13 +9,14 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from bench import cluster, idle, login_burst, rooms, saturation
+from bench import cluster, idle, login_burst, login_flood, rooms, saturation
 
 SCENARIOS: list[tuple[str, Callable[[Sequence[str]], dict[str, Any]], list[str]]] = [
     ("idle", idle.main, ["--connections", "10000", "--hold", "5"]),
     ("rooms", rooms.main, ["--rooms", "250", "--seconds", "20"]),
     ("saturation", saturation.main, ["--rooms", "250", "--rates", "1,1.5,2,2.5,3,4"]),
     ("login_burst", login_burst.main, ["--logins", "100", "--pingers", "100"]),
+    ("login_flood", login_flood.main, ["--seconds", "60", "--attackers", "200", "--logins", "100", "--pingers", "100"]),
     # Last: it stops `make bench` with a clear message while the nodes do not act as a cluster.
     ("cluster", cluster.main, ["--rooms", "100", "--seconds", "20"]),
 ]

@@ -7,11 +7,10 @@ answered as data, with tracebacks only in the server log.
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from collections import deque
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -20,8 +19,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gamesvc import args, sendnow
-from gamesvc import fairness
+from gamesvc import args, fairness, origins, sendnow
+from gamesvc.addresses import client_address, trusted_networks
 from gamesvc.auth import token_hash
 from gamesvc.cluster.relay import RELAYED_OPS
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
@@ -31,6 +30,9 @@ from gamesvc.wire import Outgoing
 
 log = Logger()
 SESSION_COOKIE = "gamesvc_session"
+# Behind TLS the cookie is __Host- prefixed: browsers then accept it only Secure, for Path=/ and without a
+# Domain, so a sibling subdomain cannot plant one.
+SECURE_SESSION_COOKIE = "__Host-gamesvc_session"
 MAX_ID_LENGTH = 128
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_GOING_AWAY = 1001
@@ -94,25 +96,40 @@ def peer_host(peer: str) -> str:
     return host or rest
 
 
-def session_token_from_cookie(header: str | None) -> str | None:
-    """The session token carried in a Cookie header, if any."""
+def session_cookie_name(behind_tls: bool) -> str:
+    """The session cookie's name: ``__Host-`` prefixed behind TLS."""
+    return SECURE_SESSION_COOKIE if behind_tls else SESSION_COOKIE
+
+
+def session_cookie_values(header: str | None, name: str = SESSION_COOKIE) -> list[str]:
+    """Every non-empty value of the cookie `name` in a Cookie header (several headers joined by ``;`` or ``,``)."""
     # Split by hand: http.cookies drops every cookie after one it cannot parse (a JSON value, a space),
     # and browsers send all of the host's cookies, ours among them.
-    for part in (header or "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name.strip() == SESSION_COOKIE:
+    values = []
+    for part in re.split(r"[;,]", header or ""):
+        key, sep, value = part.strip().partition("=")
+        if sep and key.strip() == name:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
-            return value or None
-    return None
+            if value:
+                values.append(value)
+    return values
+
+
+def session_token_from_cookie(header: str | None, name: str = SESSION_COOKIE) -> str | None:
+    """The session token carried in a Cookie header; None when absent or sent more than once (a planted
+    duplicate cannot be told from the real one, so neither is used)."""
+    values = session_cookie_values(header, name)
+    return values[0] if len(values) == 1 else None
 
 
 def origin_allowed(origin: str | None, host: str | None, secure: bool, patterns: tuple[str, ...]) -> bool:
     """Whether a handshake's Origin may connect.
 
     No Origin header means a non-browser client, which is allowed; the literal ``null`` is refused.
-    With no configured patterns only the server's own origin (scheme and Host header) is allowed.
+    With no configured patterns only the server's own origin (scheme and Host header) is allowed; otherwise
+    the origin must match a pattern exactly (gamesvc.origins).
     """
     if origin is None:
         return True
@@ -120,21 +137,12 @@ def origin_allowed(origin: str | None, host: str | None, secure: bool, patterns:
     if origin == "null" or not origin:
         return False
     if patterns:
-        return any(fnmatch.fnmatchcase(origin, p.lower()) for p in patterns)
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not host:
+        return origins.allowed(origin, origins.compile_patterns(patterns))
+    parsed = origins.parse_origin(origin)
+    if parsed is None or not host:
         return False
-    default_port = 443 if parts.scheme == "https" else 80
-    try:
-        origin_host = f"{parts.hostname}:{parts.port or default_port}"
-    except ValueError:
-        return False
-    own = urlsplit(f"//{host.lower()}")
-    try:
-        own_host = f"{own.hostname}:{own.port or (443 if secure else 80)}"
-    except ValueError:
-        return False
-    return origin_host == own_host and (parts.scheme == "https") == secure
+    own = origins.parse_origin(f"{'https' if secure else 'http'}://{host}")
+    return own is not None and parsed == own
 
 
 @implementer(IMind)
@@ -175,12 +183,14 @@ class GameProtocol(WebSocketServerProtocol):
         if len(self.factory.connections) >= settings.max_connections:
             services.metrics.refused("capacity")
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "server is full")
-        self.address = peer_host(request.peer)
+        self.address = client_address(peer_host(request.peer), request.headers.get("x-forwarded-for"), self.factory.trusted)
         if not self.factory.address_opened(self.address):
             services.metrics.refused("address")
             raise ConnectionDeny(429, "too many connections from this address")
         self._address_counted = True
-        self._cookie_token = session_token_from_cookie(request.headers.get("cookie"))
+        self._cookie_token = session_token_from_cookie(
+            request.headers.get("cookie"), session_cookie_name(settings.behind_tls)
+        )
 
     def onOpen(self) -> None:
         """Join the factory's connections and authenticate from the handshake's cookie first."""
@@ -431,6 +441,7 @@ class GameFactory(WebSocketServerFactory):
         # Open connections (handshake included) per client address, for --max-connections-per-address.
         self.by_address: dict[str, int] = {}
         settings = services.settings
+        self.trusted = trusted_networks(settings.trusted_proxies)
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes,
             maxFramePayloadSize=settings.max_message_bytes,

@@ -201,7 +201,7 @@ class GameService(MultiService):
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
         )
-        self.site = build_site(self.app, self.factory)
+        self.site = build_site(self.app, self.factory, reactor)
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()
@@ -214,6 +214,11 @@ class GameService(MultiService):
         """Connect the store and restore the rooms, then listen; a store that does not answer within
         --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
+        if self.settings.dice_seed is not None:
+            log.critical(
+                "--dice-seed {seed} is set: dice are predictable; this server is for testing only",
+                seed=self.settings.dice_seed,
+            )
         self._pool.start()
         self._journal_pool.start()
         # Before the store is reached: the journal is the only copy of these results.
