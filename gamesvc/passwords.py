@@ -48,7 +48,7 @@ def lower_thread_priority(nice: int) -> None:
 class BcryptHasher:
     """bcrypt at a configurable cost, run on a dedicated thread pool at a lower CPU priority."""
 
-    def __init__(self, reactor: object, pool: ThreadPool, cost: int, nice: int = 10) -> None:
+    def __init__(self, reactor: Any, pool: ThreadPool, cost: int, nice: int = 10) -> None:
         self._reactor = reactor
         self._pool = pool
         self._cost = cost

@@ -91,7 +91,7 @@ class _JsonError(Resource):
         super().__init__()
         self._error = error
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> int:
         write_error(request, self._error)
         return server.NOT_DONE_YET
 
@@ -108,7 +108,7 @@ class Api(Resource):
         self._cookie = session_cookie_name(services.settings.behind_tls)
 
     def render(self, request: server.Request) -> Any:
-        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath or ()]
         method = request.method.decode("ascii", "replace")
         Deferred.fromCoroutine(self._serve(request, method, path)).addErrback(
             lambda f: log.failure("API request failed", f)
@@ -165,7 +165,7 @@ class Api(Resource):
         if content_type != b"application/json":
             raise bad_request("send the body as application/json")
         try:
-            body = json.loads(request.content.read() or b"{}")
+            body = json.loads((request.content.read() if request.content is not None else b"") or b"{}")
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             raise bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -243,7 +243,8 @@ class Api(Resource):
         )
 
     def _limit(self, request: server.Request, default: int) -> int:
-        raw = request.args.get(b"limit", [None])[0]
+        query: dict[bytes, list[bytes]] = request.args or {}
+        raw = query.get(b"limit", [None])[0]  # type: ignore[list-item]
         if raw is None:
             return default
         try:
@@ -393,7 +394,7 @@ class DeadlineChannel(http.HTTPChannel):
 
     def _start(self, seconds: float, what: str) -> None:
         self._stop()
-        self._deadline = self.callLater(seconds, self._expired, what, seconds)
+        self._deadline = self.callLater(seconds, self._expired, what, seconds)  # type: ignore[call-arg]  # the reactor's
 
     def _stop(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -406,7 +407,7 @@ class DeadlineChannel(http.HTTPChannel):
             return
         log.info("closing slow HTTP client {address}: {what} not received within {seconds}s",
                  address=getattr(self.transport.getPeer(), "host", "?"), what=what, seconds=seconds)
-        self.transport.abortConnection()
+        self.transport.abortConnection()  # type: ignore[attr-defined]  # TCP transports have it
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -431,7 +432,7 @@ class DeadlineChannel(http.HTTPChannel):
         self._reading = False
         super().allContentReceived()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         self._stop()
         super().connectionLost(reason)
 
@@ -440,7 +441,7 @@ class GameSite(server.Site):
     """The site: security headers on every response, JSON errors, no tracebacks, deadlines for requests."""
 
     displayTracebacks = False
-    protocol = DeadlineChannel
+    protocol = DeadlineChannel  # type: ignore[assignment]
     header_timeout = DeadlineChannel.header_timeout
     body_timeout = DeadlineChannel.body_timeout
     hsts = False
