@@ -32,7 +32,9 @@ $(VENV)/.bench-deps: $(BIN)/twistd setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	touch $@
 
+# The Node reference of bench.compare needs `ws`; without node or npm the comparison is skipped with a note.
 bench: $(VENV)/.bench-deps
+	-test -d bench/work/node/node_modules/ws || (command -v npm >/dev/null && mkdir -p bench/work/node && cd bench/work/node && npm install --no-save ws@8)
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -215,7 +215,7 @@ class AccountService:
             raise
         finally:
             self._hash_done(address, key)
-        if not ok:
+        if not ok or user is None:
             raise GameError("bad_credentials", "wrong username or password")
         # The owner's typos from this address are forgiven; failures from other addresses still count.
         self.failed_by_user_address.reset(pair)

@@ -204,8 +204,14 @@ class Settings:
     flood_strikes: int = option(
         50, _int_in(1, 1_000_000), "rate-limited messages in a row before the connection is closed (1008)"
     )
+    max_queued_requests: int = option(
+        32, _int_in(1, 100_000), "requests waiting behind one that awaits the store; when full, reading pauses"
+    )
+    max_queued_bytes: int = option(
+        131072, _int_in(1024, 1024 * 1024 * 1024), "bytes of waiting requests; when full, reading pauses (1008 if more comes)"
+    )
     max_connections_per_address: int = option(
-        100, _int_in(1, 1_000_000), "most WebSocket connections at once from one client address (more: HTTP 503)"
+        100, _int_in(1, 1_000_000), "most WebSocket connections at once from one client address (more: HTTP 429)"
     )
     signin_timeout: float = option(
         30.0, _float_in(0, 86400), "seconds a WebSocket may stay open without signing in (then close 4408; 0: forever)"

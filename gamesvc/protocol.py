@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -19,11 +19,12 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gamesvc import args, fairness, origins, sendnow
+from gamesvc import args, fairness, fastframe, origins, sendnow
 from gamesvc.addresses import client_address, trusted_networks
 from gamesvc.auth import token_hash
 from gamesvc.cluster.relay import RELAYED_OPS
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
+from gamesvc.heap import HeapTrimmer
 from gamesvc.interfaces import IMind
 from gamesvc.ratelimit import TokenBucket
 from gamesvc.wire import Outgoing
@@ -39,16 +40,22 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_SIGNIN_TIMEOUT = 4408  # like HTTP 408: the connection did not sign in within --signin-timeout
 SLOW_REQUEST = 0.5  # seconds; slower requests are logged with their fields
+PEER_PROBE_SECONDS = 1.0  # while reading is paused, how often to look whether the peer has closed
 
-Handler = Callable[["GameProtocol", dict], Awaitable[dict | None]]
-OPS: dict[str, tuple[Handler, bool]] = {}
+Handler = Callable[["GameProtocol", dict], Any]
+# name -> (handler, needs auth, answered at once): an `at_once` handler is a plain function that awaits nothing.
+OPS: dict[str, tuple[Handler, bool, bool]] = {}
 
 
-def op(name: str, *, auth: bool = True) -> Callable[[Handler], Handler]:
-    """Register a handler in the op table; `auth` ops answer `unauthenticated` before login."""
+def op(name: str, *, auth: bool = True, at_once: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler in the op table; `auth` ops answer `unauthenticated` before login.
+
+    `at_once` handlers are plain functions returning the reply's fields: they need no store, so they are
+    served in the frame's own call instead of through a coroutine and a Deferred.
+    """
 
     def register(fn: Handler) -> Handler:
-        OPS[name] = (fn, auth)
+        OPS[name] = (fn, auth, at_once)
         return fn
 
     return register
@@ -150,6 +157,13 @@ class GameProtocol(WebSocketServerProtocol):
     """One client connection: its identity, its request queue, and the events pushed to it."""
 
     factory: "GameFactory"
+    fast_frames = True  # read common frames with gamesvc.fastframe (False: Autobahn reads every frame)
+    # Class-level defaults, set on the instance only when they change: 10,000 idle connections carry no copies.
+    _pending_bytes = 0
+    _draining = False
+    _reading_paused = False
+    _received_while_paused = 0
+    _queue_filled = False  # reading was paused at least once: large buffers were held
 
     def __init__(self) -> None:
         super().__init__()
@@ -160,9 +174,10 @@ class GameProtocol(WebSocketServerProtocol):
         # Between onOpen and _detach: counted among the factory's connections and known to the services.
         self._attached = False
         self._cookie_token: str | None = None
-        # (id, op, message, internal): internal entries (_cookie, _error) come from the protocol itself.
-        self._pending: deque[tuple[Any, str, dict, bool]] = deque()
-        self._busy = False
+        # Frames waiting behind a request that awaits (payload, binary, within the message rate): kept as the
+        # bytes that came in, and parsed only when their turn comes, so a waiting frame costs its size.
+        self._pending: deque[tuple[bytes, bool, bool]] = deque()
+        self._busy = False  # a request is awaiting the store (or bcrypt)
         self._strikes = 0
         self._messages: TokenBucket | None = None
         self._chats: TokenBucket | None = None
@@ -204,7 +219,7 @@ class GameProtocol(WebSocketServerProtocol):
         services.metrics.connection_opened()
         self._arm_signin_deadline()
         if self._cookie_token:
-            self._enqueue(None, "_cookie", {"token": self._cookie_token}, internal=True)
+            self._start(self._authenticate_cookie(self._cookie_token))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Leave the factory's connections; rooms keep the seat for the grace period."""
@@ -212,6 +227,10 @@ class GameProtocol(WebSocketServerProtocol):
             self._address_counted = False
             self.factory.address_closed(self.address)
         self._detach()
+        # A request still awaiting bcrypt keeps this object alive for seconds: let go of the unread bytes now.
+        self.data = b""
+        if self._queue_filled:
+            self.factory.heap.request()  # its large buffers are free now: give the memory back
 
     def _arm_signin_deadline(self) -> None:
         """Give an anonymous connection --signin-timeout seconds to sign in (again after a sign-out)."""
@@ -232,6 +251,7 @@ class GameProtocol(WebSocketServerProtocol):
         if self._signin_timer is not None and self._signin_timer.active():
             self._signin_timer.cancel()
         self._signin_timer = None
+        self._pending_bytes = 0
         self.factory.connections.discard(self)
         services = self.factory.services
         services.metrics.connection_closed()
@@ -241,19 +261,89 @@ class GameProtocol(WebSocketServerProtocol):
     # Incoming frames
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        """Parse one frame and queue its request; a frame that is no valid request queues its error instead.
+        """Serve one frame at once, or queue its bytes behind a request that awaits.
 
-        Everything goes through the queue, so every reply, errors included, comes in request order.
+        The message rate is charged on arrival; the frame is parsed when its turn comes, so every reply,
+        errors included, comes in request order.
         """
         within_rate = self._messages.take()  # type: ignore[union-attr]
         if within_rate:
             self._strikes = 0
         elif self._flooding():
             return
+        if self._busy or self._pending:
+            self._queue(payload, isBinary, within_rate)
+        else:
+            self._handle(payload, isBinary, within_rate)
+
+    def _queue(self, payload: bytes, binary: bool, within_rate: bool) -> None:
+        """Keep a frame's bytes until the requests before it are served; stop reading once the queue is full."""
+        self._pending.append((payload, binary, within_rate))
+        self._pending_bytes += len(payload)
+        settings = self.factory.services.settings
+        if len(self._pending) >= settings.max_queued_requests or self._pending_bytes >= settings.max_queued_bytes:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        """Stop reading from the socket (TCP backpressure) and parsing what was already read."""
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._queue_filled = True
+            self._received_while_paused = 0
+            if self.transport is not None:
+                self.transport.pauseProducing()  # type: ignore[attr-defined]  # a TCP transport is a producer
+            self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
+
+    def _probe_peer(self) -> None:
+        """While reading is paused, drop the connection once its peer has closed: the close cannot be read, and the
+        queue's buffers would otherwise be held until the slow request ends."""
+        if not self._reading_paused or not self.open:
+            return
+        if sendnow.peer_closed(self.transport):
+            self._detach()
+            self.dropConnection(abort=True)
+        else:
+            self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
+
+    def _resume_reading(self) -> None:
+        """Read again, starting with the frames buffered when reading stopped."""
+        self._reading_paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if self.state in (self.STATE_OPEN, self.STATE_CLOSING) and self.data:
+            self.consumeData()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Autobahn's reader, with a guard against bytes that keep coming while reading is paused.
+
+        A TCP transport delivers nothing once paused; a transport that still does is bounded here: the client
+        is closed with 1008 once those bytes pass the queue's byte limit. Common frames take the fast path
+        (gamesvc.fastframe); the rest goes to Autobahn.
+        """
+        if self._reading_paused:
+            self._received_while_paused += len(data)
+            if self._received_while_paused > self.factory.services.settings.max_queued_bytes:
+                self._close_policy("request queue full", "closing {address}: it keeps sending while its queue is full")
+                return
+        if self.fast_frames and fastframe.ready(self):
+            data = fastframe.deliver(self, data)
+            if not data:
+                return
+        super().dataReceived(data)
+
+    def processData(self) -> bool:
+        """Autobahn's frame parser, which leaves buffered frames unparsed while the request queue is full."""
+        if self._reading_paused:
+            return False
+        return bool(super().processData())
+
+    def _handle(self, payload: bytes, binary: bool, within_rate: bool) -> None:
+        """Parse and check one frame, then serve it: at once when its op awaits nothing, else as a coroutine."""
+        started = self.factory.services.clock.seconds()
         rid: Any = None
         name: Any = ""
         try:
-            if isBinary:
+            if binary:
                 raise bad_request("binary frames are not accepted")
             try:
                 # Text frames are UTF-8 (Autobahn checks it); json.loads(bytes) would also guess UTF-16 or UTF-32.
@@ -273,65 +363,68 @@ class GameProtocol(WebSocketServerProtocol):
                 raise bad_request("the request holds a lone surrogate (\\ud800-\\udfff) escape")
             if name == "room.chat" and not self._chats.take():  # type: ignore[union-attr]
                 raise RateLimited("too many chat messages; slow down", self._chats.retry_after())  # type: ignore[union-attr]
-        except GameError as error:
-            self._enqueue(rid, "_error", {"error": error, "op": name}, internal=True)
-            return
-        self._enqueue(rid, name, message)
-
-    def _flooding(self) -> bool:
-        """Count a message over the rate; close the connection (1008) once it keeps flooding."""
-        self._strikes += 1
-        if self._strikes < self.factory.services.settings.flood_strikes:
-            return False
-        log.warn("closing flooding connection from {address}", address=self.address)
-        self.factory.services.metrics.error("rate_limited")
-        # sendClose refuses codes other than 1000 and 3000-4999; the 1008 frame itself is valid.
-        self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"message rate limit exceeded", isReply=False)
-        return True
-
-    def _enqueue(self, rid: Any, name: str, message: dict, internal: bool = False) -> None:
-        self._pending.append((rid, name, message, internal))
-        if not self._busy:
-            Deferred.fromCoroutine(self._drain()).addErrback(
-                lambda f: log.failure("request queue failed", f)
-            )
-
-    async def _drain(self) -> None:
-        self._busy = True
-        try:
-            while self._pending and self.open:
-                rid, name, message, internal = self._pending.popleft()
-                await self._serve(rid, name, message, internal)
-        finally:
-            self._busy = False
-
-    async def _serve(self, rid: Any, name: str, message: dict, internal: bool = False) -> None:
-        """Run one request and send exactly one reply."""
-        services = self.factory.services
-        started = services.clock.seconds()
-        result = "ok"
-        try:
-            # A client's op named "_cookie" or "_error" is just an unknown op.
-            if internal and name == "_cookie":
-                await self._authenticate_cookie(message["token"])
-                return
-            if internal and name == "_error":
-                raise message["error"]
             entry = OPS.get(name) if not name.startswith("_") else None
             if entry is None:
                 raise GameError("unknown_op", f"there is no op {name[:40]!r}")
-            handler, needs_auth = entry
+            handler, needs_auth, at_once = entry
             if needs_auth and self.account is None:
                 raise GameError("unauthenticated", "sign up, log in or resume first")
-            if services.relay is not None and name in RELAYED_OPS:
-                # In a cluster, the room may be another node's: the op runs there (gamesvc.cluster.relay).
-                fields = await services.relay.handle(self, name, message, handler)
-            else:
-                fields = await handler(self, message)
-            reply = {"re": rid, "ok": True}
-            if fields:
-                reply.update(fields)
-            self._send(reply)
+            relay = self.factory.services.relay
+            if relay is not None and name in RELAYED_OPS:
+                # In a cluster the room may be another node's: the op runs there (gamesvc.cluster.relay).
+                self._start(self._serve(rid, name, relay.handler(name, handler), message, started))
+                return
+            if not at_once:
+                self._start(self._serve(rid, name, handler, message, started))
+                return
+            fields = handler(self, message)
+        except GameError as e:
+            self._send_error(rid, e)
+            self._served(name, e.code, started)
+            return
+        except Exception:
+            log.failure("op {op} failed", op=name, **self._log_fields())
+            self._send_error(rid, GameError("internal", "internal error"))
+            self._served(name, "internal", started)
+            return
+        self._reply(rid, fields)
+        self._served(name, "ok", started)
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a request that awaits; the frames after it wait in the queue until it is done."""
+        self._busy = True
+        Deferred.fromCoroutine(coroutine).addErrback(lambda f: log.failure("request failed", f)).addBoth(self._done)
+
+    def _done(self, _: Any) -> None:
+        self._busy = False
+        if not self._draining:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Serve queued frames in order until one awaits; read again once the queue has room."""
+        self._draining = True
+        try:
+            while self._pending and not self._busy and self.open:
+                payload, binary, within_rate = self._pending.popleft()
+                self._pending_bytes -= len(payload)
+                self._handle(payload, binary, within_rate)
+        finally:
+            self._draining = False
+        settings = self.factory.services.settings
+        if (
+            self._reading_paused
+            and self.open
+            and len(self._pending) < settings.max_queued_requests
+            and self._pending_bytes < settings.max_queued_bytes
+        ):
+            self._resume_reading()
+
+    async def _serve(self, rid: Any, name: str, handler: Handler, message: dict, started: float) -> None:
+        """Run one request that awaits and send exactly one reply."""
+        result = "ok"
+        try:
+            fields = await handler(self, message)
+            self._reply(rid, fields)
         except GameError as e:
             result = e.code
             self._send_error(rid, e)
@@ -343,13 +436,37 @@ class GameProtocol(WebSocketServerProtocol):
             result = "internal"
             log.failure("op {op} failed", op=name, **self._log_fields())
             self._send_error(rid, GameError("internal", "internal error"))
-        latency = services.clock.seconds() - started
+        self._served(name, result, started)
+
+    def _reply(self, rid: Any, fields: dict | None) -> None:
+        reply = {"re": rid, "ok": True}
+        if fields:
+            reply.update(fields)
+        self._send(reply)
+
+    def _served(self, name: Any, result: str, started: float) -> None:
+        """Count a served request and log it when slow."""
+        latency = self.factory.services.clock.seconds() - started
         # Only known op names become metric labels: client-chosen strings must not grow the label set.
-        asked = message.get("op") if internal else name
-        label = asked if isinstance(asked, str) and asked in OPS else "unknown"
-        services.metrics.request(label, result, latency)
+        label = name if isinstance(name, str) and name in OPS else "unknown"
+        self.factory.services.metrics.request(label, result, latency)
         if latency >= SLOW_REQUEST:
             log.info("slow request {op}: {latency:.3f}s", op=name, latency=latency, result=result, **self._log_fields())
+
+    def _flooding(self) -> bool:
+        """Count a message over the rate; close the connection (1008) once it keeps flooding."""
+        self._strikes += 1
+        if self._strikes < self.factory.services.settings.flood_strikes:
+            return False
+        self.factory.services.metrics.error("rate_limited")
+        self._close_policy("message rate limit exceeded", "closing flooding connection from {address}")
+        return True
+
+    def _close_policy(self, reason: str, event: str) -> None:
+        """Close with 1008 (policy violation) and stop serving this connection's queue."""
+        log.warn(event, address=self.address)
+        # sendClose refuses codes other than 1000 and 3000-4999; the 1008 frame itself is valid.
+        self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
     def _log_fields(self) -> dict[str, Any]:
         """Who and where, for log events (never tokens, passwords or chat text)."""
@@ -379,9 +496,13 @@ class GameProtocol(WebSocketServerProtocol):
         """Send a pre-encoded message, framing it once per broadcast; drop clients that do not read."""
         if not self.open:
             return
-        if outgoing.framed is None:
-            outgoing.framed = self.factory.prepareMessage(outgoing.payload)
-        self.sendPreparedMessage(outgoing.framed)
+        framed = outgoing.framed
+        if framed is None:
+            framed = outgoing.framed = fastframe.text_frame(outgoing.payload)
+        if self._perMessageCompress is None:
+            self.sendData(framed)
+        else:  # never negotiated by GameFactory; kept correct should it ever be
+            self.sendMessage(outgoing.payload)
         self.factory.services.metrics.message_out()
         if sendnow.pending(self.transport) > self.factory.services.settings.send_buffer_bytes:
             log.warn("dropping slow client {address}: send buffer full", address=self.address)
@@ -440,6 +561,7 @@ class GameFactory(WebSocketServerFactory):
         self.connections: set[GameProtocol] = set()
         # Open connections (handshake included) per client address, for --max-connections-per-address.
         self.by_address: dict[str, int] = {}
+        self.heap = HeapTrimmer(services.clock)
         settings = services.settings
         self.trusted = trusted_networks(settings.trusted_proxies)
         self.setProtocolOptions(
@@ -487,8 +609,8 @@ class GameFactory(WebSocketServerFactory):
 # The op table. Each op reads its arguments with `gamesvc.args` and calls a service.
 
 
-@op("ping", auth=False)
-async def _ping(conn: GameProtocol, message: dict) -> dict | None:
+@op("ping", auth=False, at_once=True)
+def _ping(conn: GameProtocol, message: dict) -> None:
     return None
 
 
@@ -546,19 +668,19 @@ async def _leaderboard(conn: GameProtocol, message: dict) -> dict:
     return {"players": await conn.factory.services.accounts.leaderboard(limit)}
 
 
-@op("lobby.watch")
-async def _lobby_watch(conn: GameProtocol, message: dict) -> dict:
+@op("lobby.watch", at_once=True)
+def _lobby_watch(conn: GameProtocol, message: dict) -> dict:
     return {"rooms": conn.factory.services.rooms.watch_lobby(conn)}
 
 
-@op("lobby.unwatch")
-async def _lobby_unwatch(conn: GameProtocol, message: dict) -> None:
+@op("lobby.unwatch", at_once=True)
+def _lobby_unwatch(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.unwatch_lobby(conn)
     return None
 
 
-@op("room.create")
-async def _room_create(conn: GameProtocol, message: dict) -> dict:
+@op("room.create", at_once=True)
+def _room_create(conn: GameProtocol, message: dict) -> dict:
     return conn.factory.services.rooms.create(
         conn,
         name=args.text(message, "name", min_len=1, max_len=40),
@@ -568,8 +690,8 @@ async def _room_create(conn: GameProtocol, message: dict) -> dict:
     )
 
 
-@op("room.join")
-async def _room_join(conn: GameProtocol, message: dict) -> dict:
+@op("room.join", at_once=True)
+def _room_join(conn: GameProtocol, message: dict) -> dict:
     return conn.factory.services.rooms.join(
         conn,
         args.text(message, "room", min_len=1, max_len=20),
@@ -577,14 +699,14 @@ async def _room_join(conn: GameProtocol, message: dict) -> dict:
     )
 
 
-@op("room.leave")
-async def _room_leave(conn: GameProtocol, message: dict) -> None:
+@op("room.leave", at_once=True)
+def _room_leave(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.leave(conn)
     return None
 
 
-@op("room.ready")
-async def _room_ready(conn: GameProtocol, message: dict) -> dict:
+@op("room.ready", at_once=True)
+def _room_ready(conn: GameProtocol, message: dict) -> dict:
     ready = args.boolean(message, "ready", default=True)
     client_seed = args.text(message, "client_seed", min_len=1, max_len=fairness.CLIENT_SEED_MAX, default=None)
     if client_seed is not None and not fairness.valid_client_seed(client_seed):
@@ -592,35 +714,35 @@ async def _room_ready(conn: GameProtocol, message: dict) -> dict:
     return conn.factory.services.rooms.ready(conn, ready, client_seed)
 
 
-@op("room.chat")
-async def _room_chat(conn: GameProtocol, message: dict) -> None:
+@op("room.chat", at_once=True)
+def _room_chat(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.chat(conn, args.text(message, "text", min_len=1, max_len=500))
     return None
 
 
-@op("game.roll")
-async def _game_roll(conn: GameProtocol, message: dict) -> None:
+@op("game.roll", at_once=True)
+def _game_roll(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.roll(conn)
     return None
 
 
-@op("room.add_bot")
-async def _room_add_bot(conn: GameProtocol, message: dict) -> dict:
+@op("room.add_bot", at_once=True)
+def _room_add_bot(conn: GameProtocol, message: dict) -> dict:
     return conn.factory.services.rooms.add_bot(conn)
 
 
-@op("room.remove_bot")
-async def _room_remove_bot(conn: GameProtocol, message: dict) -> None:
+@op("room.remove_bot", at_once=True)
+def _room_remove_bot(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.remove_bot(conn, args.text(message, "bot", min_len=1, max_len=40))
     return None
 
 
-@op("room.configure")
-async def _room_configure(conn: GameProtocol, message: dict) -> None:
+@op("room.configure", at_once=True)
+def _room_configure(conn: GameProtocol, message: dict) -> None:
     conn.factory.services.rooms.configure(conn, bot_takeover=args.boolean(message, "bot_takeover"))
     return None
 
 
-@op("room.quick_play")
-async def _room_quick_play(conn: GameProtocol, message: dict) -> dict:
+@op("room.quick_play", at_once=True)
+def _room_quick_play(conn: GameProtocol, message: dict) -> dict:
     return conn.factory.services.rooms.quick_play(conn)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
@@ -108,7 +111,7 @@ class Api(Resource):
         self._cookie = session_cookie_name(services.settings.behind_tls)
 
     def render(self, request: server.Request) -> Any:
-        path = [segment.decode("utf-8", "replace") for segment in request.postpath or ()]
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath or []]
         method = request.method.decode("ascii", "replace")
         Deferred.fromCoroutine(self._serve(request, method, path)).addErrback(
             lambda f: log.failure("API request failed", f)
@@ -243,8 +246,8 @@ class Api(Resource):
         )
 
     def _limit(self, request: server.Request, default: int) -> int:
-        query: dict[bytes, list[bytes]] = request.args or {}
-        raw = query.get(b"limit", [None])[0]  # type: ignore[list-item]
+        values = request.args.get(b"limit") if request.args is not None else None
+        raw = values[0] if values else None
         if raw is None:
             return default
         try:
@@ -394,7 +397,7 @@ class DeadlineChannel(http.HTTPChannel):
 
     def _start(self, seconds: float, what: str) -> None:
         self._stop()
-        self._deadline = self.callLater(seconds, self._expired, what, seconds)  # type: ignore[call-arg]  # the reactor's
+        self._deadline = self.callLater(seconds, functools.partial(self._expired, what, seconds))
 
     def _stop(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -407,7 +410,7 @@ class DeadlineChannel(http.HTTPChannel):
             return
         log.info("closing slow HTTP client {address}: {what} not received within {seconds}s",
                  address=getattr(self.transport.getPeer(), "host", "?"), what=what, seconds=seconds)
-        self.transport.abortConnection()  # type: ignore[attr-defined]  # TCP transports have it
+        cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -432,7 +435,7 @@ class DeadlineChannel(http.HTTPChannel):
         self._reading = False
         super().allContentReceived()
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop()
         super().connectionLost(reason)
 
@@ -441,6 +444,7 @@ class GameSite(server.Site):
     """The site: security headers on every response, JSON errors, no tracebacks, deadlines for requests."""
 
     displayTracebacks = False
+    # A plain HTTP/1.1 channel (this site serves no TLS, so no HTTP/2 negotiation is lost), with deadlines.
     protocol = DeadlineChannel  # type: ignore[assignment]
     header_timeout = DeadlineChannel.header_timeout
     body_timeout = DeadlineChannel.body_timeout

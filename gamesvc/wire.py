@@ -43,7 +43,7 @@ def _whole_second(seconds: int) -> str:
 
 
 class Outgoing:
-    """One encoded message; a transport may cache its framed form here to frame it once per broadcast."""
+    """One encoded message; a transport caches its framed form (bytes) here to frame it once per broadcast."""
 
     __slots__ = ("payload", "framed", "room")
 

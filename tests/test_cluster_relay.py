@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import ensureDeferred
 from twisted.python.failure import Failure
 
 from gamesvc.cluster.relay import RELAYED_OPS
@@ -32,7 +32,7 @@ def run(clock: Any, node: Any, conn: FakeConn, op: str, **fields: Any) -> Any:
     if name in RELAYED_OPS:
         d = node.relay.handle(conn, name, message, handler)
     else:
-        d = Deferred.fromCoroutine(handler(conn, message))
+        d = ensureDeferred(handler(conn, message))
     results: list[Any] = []
     d.addBoth(results.append)
     for _ in range(10):

@@ -19,7 +19,8 @@ the same owner after a bus outage; an owner treats the members on a node it has 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Awaitable, Callable, Mapping
+from inspect import isawaitable
+from typing import Any, Callable, Mapping
 
 import orjson
 from twisted.internet.defer import Deferred
@@ -37,7 +38,7 @@ from gamesvc.rooms import RoomService
 from gamesvc.wire import Outgoing, encode
 
 log = Logger()
-Handler = Callable[[Any, dict], Awaitable["dict | None"]]
+Handler = Callable[[Any, dict], Any]
 # Ops about the room a connection is in; room.join is routed by the room it names.
 ROUTED_OPS = frozenset(
     {"room.join", "room.leave", "room.ready", "room.chat", "game.roll", "room.add_bot", "room.remove_bot",
@@ -104,7 +105,7 @@ class Relay:
 
     def __init__(
         self, node: str, bus: IBus, clock: IReactorTime, services: Any, lobby: LobbyCache, store: Any,
-        ops: Mapping[str, tuple[Handler, bool]], timeout: float, node_timeout: float,
+        ops: Mapping[str, tuple[Any, ...]], timeout: float, node_timeout: float,
         leased: Callable[[str], Deferred[None]],
     ) -> None:
         """`leased(room_id)` fires once this node owns a room it created (gamesvc.cluster.leases)."""
@@ -171,6 +172,10 @@ class Relay:
         room: str | None = await self._store.room_of_player(conn.account.key)
         return room if room not in self._rooms.rooms else None
 
+    def handler(self, name: str, handler: Handler) -> Callable[[Any, dict], Deferred[dict | None]]:
+        """The protocol's handler of a room op, routed: it runs here or at the owner of the room."""
+        return lambda conn, message: self.handle(conn, name, message, handler)
+
     @deferred
     async def handle(self, conn: Any, name: str, message: dict, handler: Handler) -> dict | None:
         """Run a connection's op here, or at the owner of the room it is about."""
@@ -178,7 +183,7 @@ class Relay:
         if name in LOCAL_ENTRY_OPS:
             if where is not None:
                 await self._leave_remote(conn, where)
-            fields = await handler(conn, message)
+            fields = await _run(handler, conn, message)
             room_id = self._rooms.room_of(conn)
             if room_id is not None:
                 # The reply names the room: other nodes must find its owner in the store from then on.
@@ -190,19 +195,19 @@ class Relay:
             if target is None or target in self._rooms.rooms:
                 if where is not None and target is not None:
                     await self._leave_remote(conn, where)
-                return await handler(conn, message)
+                return await _run(handler, conn, message)
             owner = await self._owner_of(target)
             if owner is None or owner == self.node:
                 if where is not None:
                     await self._leave_remote(conn, where)
-                return await handler(conn, message)
+                return await _run(handler, conn, message)
             if where is not None and where.room != target:
                 await self._leave_remote(conn, where)
             elif where is None:
                 self._leave_local_for(conn, spectate=message.get("spectate") is True)
             return await self._forward_join(conn, target, owner, message)
         if where is None:
-            return await handler(conn, message)
+            return await _run(handler, conn, message)
         fields = await self.forward(conn, where.owner, name, message)
         if name == "room.leave":
             self._forget(conn)
@@ -458,10 +463,10 @@ class Relay:
         if mind is None:
             mind = self._minds[key] = RemoteMind(self, node, cid, Account(*account), str(header.get("address")))
         self.served += 1
-        handler, _auth = self._ops[name]
+        handler = self._ops[name][0]
         reply: dict[str, Any] = {"t": "re", "rid": rid}
         try:
-            reply.update(ok=True, fields=await handler(mind, message))
+            reply.update(ok=True, fields=await _run(handler, mind, message))
         except GameError as e:
             reply.update(ok=False, error=e.to_json())
         except StoreUnavailable:
@@ -499,6 +504,14 @@ class Relay:
 
 
 _UNAVAILABLE = {"ok": False, "error": {"error": "unavailable", "message": "the room's node did not answer; try again"}}
+
+
+async def _run(handler: Handler, conn: Any, message: dict) -> dict | None:
+    """Run an op handler: one that awaits nothing returns its fields, the others a coroutine to await."""
+    result = handler(conn, message)
+    if isawaitable(result):
+        result = await result
+    return result  # type: ignore[no-any-return]
 
 
 def _game_error(error: dict) -> GameError:
