@@ -126,20 +126,21 @@ class RoomLeases:
 
     @deferred
     async def renew(self) -> list[str]:
-        """Renew every lease; returns the rooms this node lost (another node has them, or the store could not be
-        reached until too close to the lease's expiry)."""
+        """Renew every lease (one store call); returns the rooms this node lost (another node has them, or the store
+        could not be reached until too close to the lease's expiry)."""
+        epochs = dict(self.epochs)
+        now = self._clock.seconds()
+        try:
+            gone: set[str] | None = set(await self._store.renew_leases(self.node, epochs, now + self._lease))
+        except StoreUnavailable:
+            gone = None
         lost = []
-        for room_id, epoch in list(self.epochs.items()):
-            now = self._clock.seconds()
-            try:
-                renewed = await self._store.renew_lease(room_id, self.node, epoch, now + self._lease)
-            except StoreUnavailable:
-                renewed = None
+        for room_id, epoch in epochs.items():
             if self.epochs.get(room_id) != epoch:
-                continue  # closed meanwhile
-            if renewed:
+                continue  # closed (or lost) meanwhile
+            if gone is not None and room_id not in gone:
                 self.expires[room_id] = now + self._lease
-            elif renewed is False or not self.holds(room_id):
+            elif gone is not None or not self.holds(room_id):
                 lost.append(room_id)
                 self.drop(room_id)
         return lost
@@ -160,11 +161,9 @@ class RoomLeases:
     @deferred
     async def claimable(self) -> list[str]:
         """Rooms whose lease ran out (or that a previous run of this node, with the same --node-id, held)."""
-        now = self._clock.seconds()
         return [
-            lease["id"] for lease in await self._store.room_leases()
+            lease["id"] for lease in await self._store.claimable_leases(self.node, self._clock.seconds())
             if lease["id"] not in self.epochs and lease["id"] not in self._acquiring
-            and (lease["lease_expires"] <= now or lease["owner"] == self.node)
         ]
 
     @deferred

@@ -250,13 +250,12 @@ class Relay:
             if where.room == room_id:
                 return where.owner
         try:
-            leases = await self._store.room_leases()
+            lease = await self._store.room_lease(room_id)
         except StoreUnavailable:
             return None
-        now = self._clock.seconds()
-        return next(
-            (lease["owner"] for lease in leases if lease["id"] == room_id and lease["lease_expires"] > now), None
-        )
+        if lease is None or lease["lease_expires"] <= self._clock.seconds():
+            return None
+        return str(lease["owner"])
 
     @deferred
     async def forward(self, conn: Any, owner: str, name: str, message: dict, quiet: bool = False) -> dict | None:

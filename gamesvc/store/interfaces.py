@@ -92,9 +92,6 @@ class IStore(Interface):
         (or that `node` owns already) gets the next epoch. Fires with the new epoch, or None when another node
         holds the lease or won the race."""
 
-    def renew_lease(room_id: str, node: str, epoch: int, expires: float) -> Deferred[bool]:
-        """Move the lease's expiry to `expires` if `node` still holds it at `epoch`; False when it lost it."""
-
     def release_lease(room_id: str, node: str, epoch: int) -> Deferred[bool]:
         """End `node`'s lease at `epoch` now (another node may take the room over at once); False when not held."""
 
@@ -102,5 +99,13 @@ class IStore(Interface):
         """The id of a checkpointed room where the user with this key holds a seat, or None (for `me` in a cluster,
         where the seat may be on another node)."""
 
-    def room_leases() -> Deferred[list[dict[str, Any]]]:
-        """Every room's lease as {"id", "owner", "epoch", "lease_expires"} (rooms of a single node have none)."""
+    def renew_leases(node: str, epochs: dict, expires: float) -> Deferred[list[str]]:
+        """Renew in one go the leases `node` holds (room id -> epoch) to `expires`; fires with the rooms it no longer
+        holds (another node took them, or they are gone)."""
+
+    def room_lease(room_id: str) -> Deferred[dict[str, Any] | None]:
+        """A room's lease as {"id", "owner", "epoch", "lease_expires"}, or None (no such room, or no lease)."""
+
+    def claimable_leases(node: str, now: float) -> Deferred[list[dict[str, Any]]]:
+        """The leases that ran out by `now`, and those held by `node` (a previous run of it), as `room_lease` gives
+        them: the rooms `node` may take over."""

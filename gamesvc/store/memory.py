@@ -182,15 +182,6 @@ class MemoryStore:
         return epoch
 
     @deferred
-    async def renew_lease(self, room_id: str, node: str, epoch: int, expires: float) -> bool:
-        self._check()
-        room = self.rooms.get(room_id)
-        if room is None or room.get("owner") != node or room.get("epoch") != epoch:
-            return False
-        room["lease_expires"] = expires
-        return True
-
-    @deferred
     async def room_of_player(self, key: str) -> str | None:
         self._check()
         for room in self.rooms.values():
@@ -199,9 +190,30 @@ class MemoryStore:
         return None
 
     @deferred
-    async def room_leases(self) -> list[dict]:
+    async def renew_leases(self, node: str, epochs: dict, expires: float) -> list[str]:
         self._check()
-        return [{"id": r["id"], **{k: r[k] for k in LEASE_FIELDS}} for r in self.rooms.values() if "epoch" in r]
+        lost = []
+        for room_id, epoch in epochs.items():
+            room = self.rooms.get(room_id)
+            if room is None or room.get("owner") != node or room.get("epoch") != epoch:
+                lost.append(room_id)
+            else:
+                room["lease_expires"] = expires
+        return lost
+
+    @deferred
+    async def room_lease(self, room_id: str) -> dict | None:
+        self._check()
+        room = self.rooms.get(room_id)
+        return {"id": room_id, **{k: room[k] for k in LEASE_FIELDS}} if room is not None and "epoch" in room else None
+
+    @deferred
+    async def claimable_leases(self, node: str, now: float) -> list[dict]:
+        self._check()
+        return [
+            {"id": r["id"], **{k: r[k] for k in LEASE_FIELDS}} for r in self.rooms.values()
+            if "epoch" in r and (r["lease_expires"] <= now or r["owner"] == node)
+        ]
 
     @deferred
     async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:

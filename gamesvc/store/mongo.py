@@ -331,27 +331,35 @@ class MongoStore:
         return epoch if result.matched_count else None
 
     @deferred
-    async def renew_lease(self, room_id: str, node: str, epoch: int, expires: float) -> bool:
-        result = await self._call(self._db.rooms.update_one(
-            {"_id": room_id, "epoch": epoch, "owner": node}, {"$set": {"lease_expires": expires}}
-        ))
-        return bool(result.matched_count)
-
-    @deferred
     async def room_of_player(self, key: str) -> str | None:
         doc = await self._call(self._db.rooms.find_one({"players.key": key}, projection={"_id": 1}))
         return str(doc["_id"]) if doc is not None else None
 
     @deferred
-    async def room_leases(self) -> list[dict]:
-        docs = await self._call(self._db.rooms.find(
-            {"epoch": {"$exists": True}}, projection={"owner": 1, "epoch": 1, "lease_expires": 1}
+    async def renew_leases(self, node: str, epochs: dict, expires: float) -> list[str]:
+        if not epochs:
+            return []
+        ids = list(epochs)
+        # One update for all of them, then one read to find the rooms whose lease moved on (a node id is unique, so
+        # a document this node owns has its epoch, unless the room was taken over and back, which the read finds).
+        await self._call(self._db.rooms.update_many(
+            {"_id": {"$in": ids}, "owner": node}, {"$set": {"lease_expires": expires}}
         ))
-        return [
-            {"id": doc["_id"], "owner": doc.get("owner"), "epoch": doc["epoch"],
-             "lease_expires": _seconds(doc.get("lease_expires", 0.0))}
-            for doc in docs
-        ]
+        found = await self._call(self._db.rooms.find({"_id": {"$in": ids}}, projection=_LEASE_PROJECTION))
+        held = {doc["_id"] for doc in found if doc.get("owner") == node and doc.get("epoch") == epochs[doc["_id"]]}
+        return [room_id for room_id in ids if room_id not in held]
+
+    @deferred
+    async def room_lease(self, room_id: str) -> dict | None:
+        doc = await self._call(self._db.rooms.find_one({"_id": room_id}, projection=_LEASE_PROJECTION))
+        return _lease(doc) if doc is not None and "epoch" in doc else None
+
+    @deferred
+    async def claimable_leases(self, node: str, now: float) -> list[dict]:
+        expired = await self._call(self._db.rooms.find({"lease_expires": {"$lte": now}}, projection=_LEASE_PROJECTION))
+        mine = await self._call(self._db.rooms.find({"owner": node}, projection=_LEASE_PROJECTION))
+        leases = {doc["_id"]: _lease(doc) for doc in [*expired, *mine] if "epoch" in doc}
+        return list(leases.values())
 
     @deferred
     async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:
@@ -359,6 +367,15 @@ class MongoStore:
             {"_id": room_id, "epoch": epoch, "owner": node}, {"$set": {"lease_expires": 0.0}}
         ))
         return bool(result.matched_count)
+
+
+_LEASE_PROJECTION = {"owner": 1, "epoch": 1, "lease_expires": 1}
+
+
+def _lease(doc: dict) -> dict:
+    """A room document's lease fields."""
+    return {"id": doc["_id"], "owner": doc.get("owner"), "epoch": doc["epoch"],
+            "lease_expires": _seconds(doc.get("lease_expires", 0.0))}
 
 
 def _record(doc: dict) -> dict:
