@@ -104,14 +104,17 @@ def build_services(
     )
     if bus is not None and leases is not None:
         lobby = ClusterLobby(node_id, lobby_cache, bus, rooms, store)
-        services.relay = Relay(
+        relay = Relay(
             node_id, bus, clock, services, lobby_cache, store, OPS, settings.store_timeout, settings.lease_seconds,
             leases.when_leased,
         )
-        services.cluster = ClusterNode(
+        cluster = ClusterNode(
             rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds or settings.lease_seconds / 4, lobby,
-            services.relay,
+            relay,
         )
+        services.relay, services.cluster = relay, cluster
+        held = leases.epochs
+        metrics.callbacks.cluster = lambda: (len(held), relay.forwarded, relay.served, cluster.taken_over)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)

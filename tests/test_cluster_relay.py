@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from gamesvc.cluster.relay import RELAYED_OPS
 from gamesvc.errors import GameError
 from gamesvc.protocol import OPS
-from tests.support import FakeMind, ScriptedDice
+from tests.support import FakeMind, ScriptedDice, memory_services
 from tests.test_cluster_leases import cluster
 
 
@@ -300,3 +300,18 @@ def test_me_names_a_seat_on_another_node() -> None:
     assert run(clock, a, ann, "me")["room"] == room_id
     assert run(clock, b, FakeConn("ann", b), "me")["room"] == room_id
     assert run(clock, b, FakeConn("nobody", b), "me")["room"] is None
+
+
+def test_cluster_metrics() -> None:
+    """/metrics of a cluster node shows the rooms it owns, the ops it forwarded and served, and its takeovers; a node
+    alone shows none of them."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    run(clock, a, ann, "room.chat", text="hi")
+    assert b"gamesvc_cluster_rooms_owned 1.0" in c.metrics.exposition()
+    assert b"gamesvc_cluster_ops_served_total 2.0" in c.metrics.exposition()
+    assert b"gamesvc_cluster_ops_forwarded_total 2.0" in a.metrics.exposition()
+    assert b"gamesvc_cluster_takeovers_total 0.0" in a.metrics.exposition()
+    assert b"gamesvc_cluster" not in memory_services().metrics.exposition()
