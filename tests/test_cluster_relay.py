@@ -315,3 +315,25 @@ def test_cluster_metrics() -> None:
     assert b"gamesvc_cluster_ops_forwarded_total 2.0" in a.metrics.exposition()
     assert b"gamesvc_cluster_takeovers_total 0.0" in a.metrics.exposition()
     assert b"gamesvc_cluster" not in memory_services().metrics.exposition()
+
+
+def test_a_user_has_one_seat_in_the_whole_cluster() -> None:
+    """A user seated in a room of node c (their connection gone, the seat waiting) cannot create a room on node a
+    nor take a seat in another room: already_in_room names the seat; spectating elsewhere and taking the seat back
+    still work."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=2)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    a.disconnected(ann)
+    clock.advance(0)
+    other = run(clock, b, FakeConn("bob", b), "room.create", name="other", seats=2)["room"]["id"]
+    again = FakeConn("ann", a)
+    for op, fields in (("room.create", {"name": "x", "seats": 2}), ("room.join", {"room": other}),
+                       ("room.quick_play", {})):
+        with pytest.raises(GameError) as e:
+            run(clock, a, again, op, **fields)
+        assert e.value.code == "already_in_room" and room_id in e.value.message
+    run(clock, a, again, "room.join", room=other, spectate=True)
+    reply = run(clock, a, again, "room.join", room=room_id)
+    assert [p["connected"] for p in reply["room"]["players"]] == [True, True]

@@ -183,6 +183,8 @@ class Relay:
         if name in LOCAL_ENTRY_OPS:
             if where is not None:
                 await self._leave_remote(conn, where)
+            else:
+                await self._refuse_if_seated_elsewhere(conn, None)
             fields = await _run(handler, conn, message)
             room_id = self._rooms.room_of(conn)
             if room_id is not None:
@@ -192,6 +194,8 @@ class Relay:
         if name == "room.join":
             room_id = message.get("room")
             target = room_id.upper() if isinstance(room_id, str) and 0 < len(room_id) <= 20 else None
+            if target is not None and message.get("spectate") is not True:
+                await self._refuse_if_seated_elsewhere(conn, target)
             if target is None or target in self._rooms.rooms:
                 if where is not None and target is not None:
                     await self._leave_remote(conn, where)
@@ -212,6 +216,13 @@ class Relay:
         if name == "room.leave":
             self._forget(conn)
         return fields
+
+    async def _refuse_if_seated_elsewhere(self, conn: Any, target: str | None) -> None:
+        """A user has one seat in the whole cluster: taking another one while holding a seat in a room of another node
+        (found in the checkpoints, so a seat of the last moments may not show) is `already_in_room`, as on one node."""
+        seat = await self.seat_of(conn)
+        if seat is not None and seat != target:
+            raise GameError("already_in_room", f"you already have a seat in room {seat}")
 
     def _leave_local_for(self, conn: Any, spectate: bool) -> None:
         """Before a join of another node's room: a seat here refuses it, as on one node; spectating here ends."""
