@@ -4,7 +4,8 @@ F connections (default 200), each from its own X-Forwarded-For address, send a l
 (a slow request: bcrypt at cost 12) and then the largest allowed message of nested JSON arrays (64 KiB, the
 most parsed objects per byte) as fast as the server lets them: within the message rate and only while their
 socket takes it (TCP backpressure), for --seconds. Meanwhile R rooms of four play and chat. Reports server
-RSS before, at its peak and after the flooders closed, and the chat fan-out latency during the flood.
+RSS before, at its peak and after the flooders closed, and the chat fan-out latency during the flood. The
+flooders run in a process of their own, niced, so that their writes do not delay the players' clock.
 Targets: RSS grows by at most 64 MiB, is back within 16 MiB once they close, chat p99 ≤ 50 ms.
 
     python -m bench.memory_flood --flooders 200 --seconds 30 --rooms 50
@@ -16,7 +17,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
+import sys
 import time
 from typing import Any, Sequence
 
@@ -26,14 +29,14 @@ from bench import common
 from bench.players import Player, Stats, fill_rooms
 
 # The server's options for this scenario, in one place. The service's own message limits (not the raised ones
-# of the other scenarios) apply, since the flooders must be held to them. Every client comes from 127.0.0.1
-# until the server trusts the X-Forwarded-For each flooder sends: once `--trusted-proxy` exists, add
-# "trusted-proxy": "127.0.0.1/32" here (or pass --server-option trusted-proxy=127.0.0.1/32).
+# of the other scenarios) apply, since the flooders must be held to them; every client comes from 127.0.0.1, and
+# the server believes the X-Forwarded-For each flooder sends, so per-address limits count each flooder apart.
 SERVER_OPTIONS: dict[str, Any] = {
     "message-rate": 20,
     "message-burst": 40,
     "chat-rate": 1,
     "chat-burst": 5,
+    "trusted-proxy": "127.0.0.1/32",
 }
 WRITE_BUFFER_LIMIT = 256 * 1024  # a flooder sends only while its socket's buffer is below this
 
@@ -51,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE", help="environment for the server")
     p.add_argument("--server-option", action="append", default=[], metavar="NAME=VALUE", help="extra twistd gamesvc option")
     p.add_argument("--no-save", action="store_true", help="do not write a result file")
+    p.add_argument("--flood-child", metavar="URL", help=argparse.SUPPRESS)  # the flooders' own process
+    p.add_argument("--rate", type=float, default=20.0, help=argparse.SUPPRESS)
+    p.add_argument("--burst", type=int, default=40, help=argparse.SUPPRESS)
     return p
 
 
@@ -104,17 +110,64 @@ class Flooder(Player):
             await asyncio.sleep(0.05)
 
 
+async def flood(url: str, count: int, seconds: float, payload: bytes, rate: float, burst: int) -> dict[str, Any]:
+    """Connect `count` flooders, say "ready", flood for `seconds`, close them; what they sent and how they ended."""
+    logging.getLogger("picows").setLevel(logging.ERROR)  # not one "writing paused" line per flooder
+    stats = Stats()
+    prefix = "f" + secrets.token_hex(3)
+    flooders = [Flooder(f"{prefix}{i}", stats, payload, rate, burst) for i in range(count)]
+    await asyncio.gather(*(
+        f.connect(url, headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"}) for i, f in enumerate(flooders)
+    ))
+    print("ready", flush=True)
+    cpu_before = common.own_cpu_seconds()
+    started = time.monotonic()
+    await asyncio.gather(*(f.flood(started + seconds) for f in flooders))
+    cpu = common.own_cpu_seconds() - cpu_before
+    closes: dict[str, int] = {}
+    for f in flooders:
+        key = str(f.close_code) if f.close_code is not None else ("disconnected" if f.closed else "open")
+        closes[key] = closes.get(key, 0) + 1
+        f.close()
+    await asyncio.sleep(0.2)
+    return {
+        "messages_sent": sum(f.sent_messages for f in flooders),
+        "replies_to_flooders": sum(f.replies for f in flooders),
+        "flooder_closes_before_the_end": closes,
+        "flood_process": common.generator_verdict(cpu, time.monotonic() - started),
+    }
+
+
+def _flood_child_setup() -> None:
+    # The flooders write hundreds of MB at the start: niced, in their own process, so that the rooms players'
+    # event loop (whose receive times are the latency samples) is not held up by those writes.
+    os.nice(10)
+
+
+async def start_flood(args: argparse.Namespace, url: str, extra: dict[str, Any]) -> asyncio.subprocess.Process:
+    """The flooders' own process, started and connected."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.memory_flood", "--flood-child", url, "--flooders", str(args.flooders),
+        "--seconds", str(args.seconds), "--message-bytes", str(args.message_bytes),
+        "--rate", str(extra["message-rate"]), "--burst", str(extra["message-burst"]),
+        stdout=asyncio.subprocess.PIPE, preexec_fn=_flood_child_setup, cwd=common.ROOT,
+    )
+    assert child.stdout is not None
+    line = await asyncio.wait_for(child.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the flood process did not start: {line!r}")
+    return child
+
+
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     """Run the rooms, measure RSS, flood, close the flooders, measure RSS again."""
     extra = dict(SERVER_OPTIONS) | dict(item.split("=", 1) for item in args.server_option)
     options = common.ServerOptions(bcrypt_cost=args.bcrypt_cost, extra=extra)
     env = dict(item.split("=", 1) for item in args.server_env)
     server = common.Server(options, "memory_flood", pin=not args.no_pin, env=env)
-    logging.getLogger("picows").setLevel(logging.ERROR)  # not one "writing paused" line per flooder
     server.start()
     stats = Stats()
     players: list[Player] = []
-    flooders: list[Flooder] = []
     try:
         setup_started = time.monotonic()
         players = await fill_rooms(server.url, args.rooms, stats, prefix="m" + secrets.token_hex(3), roll_delay=1.0)
@@ -132,12 +185,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         other_before = round(max(0.0, (common.system_busy()[0] - quiet_busy) / common.CLK_TCK / 10 - 1.0), 3)
         rss_before = server.rss_kib()
         payload = nested_message(args.message_bytes)
-        prefix = "f" + secrets.token_hex(3)
-        flooders = [Flooder(f"{prefix}{i}", stats, payload, float(extra["message-rate"]), int(extra["message-burst"]))
-                    for i in range(args.flooders)]
-        await asyncio.gather(*(
-            f.connect(server.url, headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"}) for i, f in enumerate(flooders)
-        ))
+        child = await start_flood(args, server.url, extra)
         stats.reset()
         stats.recording = True
         cpu_before, own_before = server.cpu_seconds(), common.own_cpu_seconds()
@@ -145,11 +193,17 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         until = started + args.seconds
         peak = rss_before
-        tasks = [asyncio.ensure_future(f.flood(until)) for f in flooders]
+        marks: list[int] = [0]  # where each 5-second window's chat samples end, to see when latency rose
+        next_mark = started + 5
         while time.monotonic() < until:
             await asyncio.sleep(0.5)
             peak = max(peak, server.rss_kib())
-        await asyncio.gather(*tasks)
+            if time.monotonic() >= next_mark:
+                marks.append(len(stats.chat))
+                next_mark += 5
+        assert child.stdout is not None
+        flood_figures = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
+        await child.wait()
         stats.recording = False
         wall = time.monotonic() - started
         cpu = server.cpu_seconds() - cpu_before
@@ -158,22 +212,16 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         busy = (common.system_busy()[0] - busy_before) / common.CLK_TCK
         rss_at_end = server.rss_kib()
         chat = common.percentiles(stats.chat)
-        for f in flooders:
-            f.close()
+        marks.append(len(stats.chat))
+        windows = [common.percentiles(stats.chat[a:b])["p99_ms"] for a, b in zip(marks, marks[1:])]
         await asyncio.sleep(args.settle)
         rss_after = server.rss_kib()
-        closes: dict[str, int] = {}
-        for f in flooders:
-            key = str(f.close_code) if f.close_code is not None else ("disconnected" if f.closed and not f.leaving else "open")
-            closes[key] = closes.get(key, 0) + 1
         figures = {
             "rooms_players": len(players),
             "setup_seconds": round(setup, 1),
-            "flooders": len(flooders),
+            "flooders": args.flooders,
             "message_bytes": len(payload),
-            "messages_sent": sum(f.sent_messages for f in flooders),
-            "replies_to_flooders": sum(f.replies for f in flooders),
-            "flooder_closes_before_the_end": closes,
+            **flood_figures,
             "server_rss_before_kib": rss_before,
             "server_rss_peak_kib": peak,
             "server_rss_at_end_kib": rss_at_end,
@@ -182,6 +230,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             "rss_left_after_close_mib": round((rss_after - rss_before) / 1024, 1),
             "chat_latency": chat,
             "chat_latency_before_flood": chat_before,
+            "chat_p99_ms_by_5_seconds_of_flood": windows,
             "all_cores_busy_beyond_one_before_flood": other_before,
             "server_core_share": round(cpu / wall, 3),
             # CPU that neither the server, its store nor the generator used: other work on the machine.
@@ -196,8 +245,6 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         }
         return figures
     finally:
-        for f in flooders:
-            f.close()
         await common.close_players(players, server)
 
 
@@ -208,7 +255,8 @@ def report(figures: dict[str, Any]) -> None:
         f"RSS {figures['server_rss_before_kib'] // 1024} MiB → peak {figures['server_rss_peak_kib'] // 1024} MiB "
         f"(+{figures['rss_growth_mib']} MiB) → {figures['server_rss_after_close_kib'] // 1024} MiB after close "
         f"(+{figures['rss_left_after_close_mib']} MiB); chat p50 {chat['p50_ms']} p99 {chat['p99_ms']} ms "
-        f"(before the flood: p99 {figures['chat_latency_before_flood']['p99_ms']} ms); "
+        f"(before the flood: p99 {figures['chat_latency_before_flood']['p99_ms']} ms; by 5 s of flood: "
+        f"{figures['chat_p99_ms_by_5_seconds_of_flood']}); "
         f"{figures['messages_sent']} nested messages sent, {figures['replies_to_flooders']} replies; "
         f"closes {figures['flooder_closes_before_the_end']}; server {figures['server_core_share']:.0%} of a core, "
         f"other processes {figures['other_processes_core_share']} cores; targets {figures['targets_met']}"
@@ -218,6 +266,15 @@ def report(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run from the command line; prints a short report and writes bench/results/memory_flood-*.json."""
     args = parser().parse_args(argv)
+    if args.flood_child:
+        from bench.players import run
+
+        common.pin_generator(not args.no_pin)
+        common.raise_nofile(args.flooders + 256)
+        payload = nested_message(args.message_bytes)
+        result = run(lambda: flood(args.flood_child, args.flooders, args.seconds, payload, args.rate, args.burst))
+        print(json.dumps(result), flush=True)
+        return result
     return common.command_line(
         "memory_flood", argv, args, args.rooms * 4 + args.flooders + 1024, scenario, report, server_options=SERVER_OPTIONS
     )

@@ -164,6 +164,7 @@ class GameProtocol(WebSocketServerProtocol):
     _reading_paused = False
     _received_while_paused = 0
     _queue_filled = False  # reading was paused at least once: large buffers were held
+    _probing = False  # a peer-close probe is scheduled
 
     def __init__(self) -> None:
         super().__init__()
@@ -292,14 +293,18 @@ class GameProtocol(WebSocketServerProtocol):
             self._received_while_paused = 0
             if self.transport is not None:
                 self.transport.pauseProducing()  # type: ignore[attr-defined]  # a TCP transport is a producer
-            self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
+            if not self._probing:
+                self._probing = True
+                self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
 
     def _probe_peer(self) -> None:
         """While reading is paused, drop the connection once its peer has closed: the close cannot be read, and the
-        queue's buffers would otherwise be held until the slow request ends."""
+        queue's buffers would otherwise be held until the slow request ends. One probe at a time."""
         if not self._reading_paused or not self.open:
+            self._probing = False
             return
         if sendnow.peer_closed(self.transport):
+            self._probing = False
             self._detach()
             self.dropConnection(abort=True)
         else:

@@ -170,3 +170,15 @@ def test_peer_closed_reads_the_tcp_state_of_a_real_socket() -> None:
     finally:
         server.close()
         listener.close()
+
+
+def test_pausing_again_and_again_keeps_one_probe() -> None:
+    """Reading paused, resumed and paused again within a second schedules one peer-close probe, not one per pause."""
+    wire = Wire(max_queued_requests=2, message_burst=100)
+    for round_ in range(3):
+        wire.send(request("login", 0, **LOGIN), request("ping", 1), request("ping", 2))
+        assert wire.transport.producerState == "paused"
+        wire.hasher.release()
+        wire.replies()
+    wire.send(request("login", 0, **LOGIN), request("ping", 1), request("ping", 2))
+    assert len([c for c in wire.clock.getDelayedCalls() if c.func == wire.protocol._probe_peer]) == 1
