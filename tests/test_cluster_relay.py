@@ -337,3 +337,26 @@ def test_a_user_has_one_seat_in_the_whole_cluster() -> None:
     run(clock, a, again, "room.join", room=other, spectate=True)
     reply = run(clock, a, again, "room.join", room=room_id)
     assert [p["connected"] for p in reply["room"]["players"]] == [True, True]
+
+
+def test_quick_play_picks_the_fullest_waiting_room_of_the_cluster() -> None:
+    """Quick play on node a seats the player, ready, in the fullest public waiting room of the cluster, here one of
+    node c's, through its owner; with none anywhere it opens a room on the player's own node."""
+    clock, store, (a, b, c) = three_nodes()
+    carol = FakeConn("carol", c)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=4)["room"]["id"]
+    run(clock, b, FakeConn("bob", b), "room.join", room=room_id)
+    run(clock, a, FakeConn("cy", a), "room.create", name="small", seats=4)  # one person: less full
+    clock.advance(5)  # past the lobby's coalescing: every node knows both rooms as they are
+    ann = FakeConn("ann", a)
+    reply = run(clock, a, ann, "room.quick_play")
+    assert reply["room"]["id"] == room_id
+    assert [p["username"] for p in reply["room"]["players"]] == ["carol", "bob", "ann"]
+    assert a.relay.remote_room_of(ann) == room_id
+    run(clock, a, ann, "room.chat", text="hello")
+    clock.advance(0)
+    assert carol.last("room.chat")["text"] == "hello"
+    lone = three_nodes()
+    dan = FakeConn("dan", lone[2][0])
+    opened = run(lone[0], lone[2][0], dan, "room.quick_play")["room"]["id"]
+    assert opened in lone[2][0].rooms.rooms

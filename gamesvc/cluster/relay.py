@@ -30,11 +30,12 @@ from zope.interface import implementer
 
 from gamesvc._defer import deferred
 from gamesvc.auth import Account
+from gamesvc.bots import QuickPlayCandidate, fullest_room
 from gamesvc.bus import IBus
 from gamesvc.cluster.lobby import LobbyCache
 from gamesvc.errors import BusUnavailable, GameError, StoreUnavailable
 from gamesvc.interfaces import IMind
-from gamesvc.rooms import RoomService
+from gamesvc.rooms import WAITING, RoomService
 from gamesvc.wire import Outgoing, encode
 
 log = Logger()
@@ -47,6 +48,8 @@ ROUTED_OPS = frozenset(
 # Ops that put a connection in a room of this node: refused (or preceded by leaving) while it is in another's.
 LOCAL_ENTRY_OPS = frozenset({"room.create", "room.quick_play"})
 RELAYED_OPS = ROUTED_OPS | LOCAL_ENTRY_OPS
+# Ops an owner serves for other nodes' connections: quick play too, when its room is the cluster's fullest.
+SERVED_OPS = ROUTED_OPS | {"room.quick_play"}
 
 
 def node_channel(node: str) -> str:
@@ -89,6 +92,26 @@ class RemoteMind:
             self.relay.publish_room(outgoing)
         else:
             self.relay.publish_to(self.node, {"t": "ev", "conn": self.conn}, outgoing.payload)
+
+
+class _Summary:
+    """A room of another node as quick play sees it, from its lobby summary."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        self.id: str = summary["id"]
+        self.private = False
+        self.status: str = summary["status"]
+        self.seats: int = summary["seats"]
+        self._bots: int = summary.get("bots", 0)
+        self._humans: int = summary["players"] - self._bots
+
+    def humans(self) -> int:
+        """Seats held by people."""
+        return self._humans
+
+    def bots(self) -> int:
+        """Seats held by bots."""
+        return self._bots
 
 
 class _Membership:
@@ -185,6 +208,10 @@ class Relay:
                 await self._leave_remote(conn, where)
             else:
                 await self._refuse_if_seated_elsewhere(conn, None)
+            if name == "room.quick_play":
+                remote = self._quick_play_elsewhere()
+                if remote is not None:
+                    return await self._forward_quick_play(conn, remote, message)
             fields = await _run(handler, conn, message)
             room_id = self._rooms.room_of(conn)
             if room_id is not None:
@@ -215,6 +242,31 @@ class Relay:
         fields = await self.forward(conn, where.owner, name, message)
         if name == "room.leave":
             self._forget(conn)
+        return fields
+
+    def _quick_play_elsewhere(self) -> tuple[str, str] | None:
+        """(room, owner) when quick play's room (the fullest public waiting room with a place) is another node's."""
+        candidates: list[QuickPlayCandidate] = list(self._rooms.rooms.values())
+        candidates += [_Summary(summary) for summary in self._lobby.summaries()]
+        best = fullest_room(candidates, WAITING)
+        if best is None or best.id in self._rooms.rooms:
+            return None
+        owner = self._lobby.owner_of(best.id)
+        return (best.id, owner) if owner is not None and owner != self.node else None
+
+    async def _forward_quick_play(self, conn: Any, remote: tuple[str, str], message: dict) -> dict | None:
+        """Quick play at the owner of the cluster's fullest waiting room (it seats the player there, or in a new room
+        of its own should that room have filled meanwhile)."""
+        room_id, owner = remote
+        self._remember(conn, _Membership(room_id, owner, seated=True))
+        try:
+            fields = await self.forward(conn, owner, "room.quick_play", message)
+        except Exception:
+            self._forget(conn)
+            raise
+        chosen = ((fields or {}).get("room") or {}).get("id")
+        if isinstance(chosen, str) and chosen != room_id:
+            self._remember(conn, _Membership(chosen, owner, seated=True))
         return fields
 
     async def _refuse_if_seated_elsewhere(self, conn: Any, target: str | None) -> None:
@@ -464,7 +516,7 @@ class Relay:
         node, cid, rid, name = header.get("node"), header.get("conn"), header.get("rid"), header.get("op")
         message = header.get("msg")
         account = header.get("account")
-        if not (isinstance(node, str) and isinstance(cid, str) and name in ROUTED_OPS and isinstance(message, dict)
+        if not (isinstance(node, str) and isinstance(cid, str) and name in SERVED_OPS and isinstance(message, dict)
                 and isinstance(account, list) and len(account) == 2):
             log.warn("ignoring a malformed forwarded op")
             return
