@@ -21,9 +21,11 @@ cluster: $(BIN)/twistd
 	$(BIN)/python -m gamesvc.devcluster --nodes $(NODES) --port $(PORT)
 
 test: $(BIN)/twistd
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 test-fast: $(BIN)/twistd
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -m "not browser"
 
 $(VENV)/.bench-deps: $(BIN)/twistd setup.cfg

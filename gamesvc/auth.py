@@ -221,6 +221,7 @@ class AccountService:
         self.failed_by_user_address.reset(pair)
         self.failed_by_user.undo(key, user_hit)
         self.failed_by_address.undo(address, address_hit)
+        assert user is not None  # ok is False without a user
         return await self._open_session(user)
 
     async def _dummy(self) -> bytes:

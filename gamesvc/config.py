@@ -55,6 +55,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _optional_float_in(low: float, high: float) -> Callable[[str], float | None]:
+    """Parse a number in [low, high], or empty text for none."""
+    parse = _float_in(low, high)
+    return lambda text: parse(text) if text else None
+
+
 def _optional_int(text: str) -> int | None:
     """Parse an integer, or empty text for none."""
     return int(text) if text else None
@@ -271,6 +277,15 @@ class Settings:
     reuse_port: bool = option(
         False, bool, "listen with SO_REUSEPORT so that several processes share --port (the kernel spreads connections)",
         flag=True,
+    )
+    lease_seconds: float = option(
+        10.0, _float_in(1, 3600),
+        "with --redis-uri: seconds a node owns a room without renewing; a dead node's rooms are taken over after it",
+    )
+    lease_renew_seconds: float | None = option(
+        None, _optional_float_in(0.1, 1200),
+        "with --redis-uri: seconds between lease renewals and between looks for rooms to take over "
+        "(less than a third of --lease-seconds; default: a quarter of it)",
     )
 
 

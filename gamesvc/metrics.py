@@ -27,6 +27,8 @@ class _Callbacks:
         self.pending_results: Callable[[], int] = lambda: 0
         # None when the node runs alone: the gauge is then left out rather than shown as an outage.
         self.bus_connected: Callable[[], int] | None = None
+        # A node of a cluster: (leases held, ops forwarded to owners, ops served for other nodes, rooms taken over).
+        self.cluster: Callable[[], tuple[int, int, int, int]] | None = None
 
     def collect(self) -> Any:
         yield CounterMetricFamily("gamesvc_messages_out", "Messages sent to clients", value=self.messages_out())
@@ -44,6 +46,17 @@ class _Callbacks:
             yield GaugeMetricFamily(
                 "gamesvc_bus_connected", "1 while the message bus between nodes (Redis) is connected, else 0",
                 value=self.bus_connected(),
+            )
+        if self.cluster is not None:
+            owned, forwarded, served, taken = self.cluster()
+            yield GaugeMetricFamily("gamesvc_cluster_rooms_owned", "Rooms whose lease this node holds", value=owned)
+            yield CounterMetricFamily(
+                "gamesvc_cluster_ops_forwarded", "Room ops forwarded to the room's owner node", value=forwarded
+            )
+            yield CounterMetricFamily("gamesvc_cluster_ops_served", "Room ops served for other nodes", value=served)
+            yield CounterMetricFamily(
+                "gamesvc_cluster_takeovers", "Rooms taken over from a node whose lease ran out or was released",
+                value=taken,
             )
 
 

@@ -22,6 +22,7 @@ from zope.interface import implementer
 from gamesvc import args, fairness, fastframe, origins, sendnow
 from gamesvc.addresses import client_address, trusted_networks
 from gamesvc.auth import token_hash
+from gamesvc.cluster.relay import RELAYED_OPS
 from gamesvc.errors import GameError, RateLimited, StoreUnavailable, bad_request
 from gamesvc.heap import HeapTrimmer
 from gamesvc.interfaces import IMind
@@ -171,6 +172,8 @@ class GameProtocol(WebSocketServerProtocol):
         self.token: str | None = None
         self.address = "unknown"
         self.open = False
+        # Between onOpen and _detach: counted among the factory's connections and known to the services.
+        self._attached = False
         self._cookie_token: str | None = None
         # Frames waiting behind a request that awaits (payload, binary, within the message rate): kept as the
         # bytes that came in, and parsed only when their turn comes, so a waiting frame costs its size.
@@ -210,7 +213,7 @@ class GameProtocol(WebSocketServerProtocol):
         services = self.factory.services
         clock = services.clock
         settings = services.settings
-        self.open = True
+        self.open = self._attached = True
         self._messages = TokenBucket(clock, settings.message_rate, settings.message_burst)
         self._chats = TokenBucket(clock, settings.chat_rate, settings.chat_burst)
         self.factory.connections.add(self)
@@ -242,9 +245,9 @@ class GameProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_SIGNIN_TIMEOUT, "sign in (signup, login or resume) sooner")
 
     def _detach(self) -> None:
-        if not self.open:
+        if not self._attached:
             return
-        self.open = False
+        self.open = self._attached = False
         self._pending.clear()
         if self._signin_timer is not None and self._signin_timer.active():
             self._signin_timer.cancel()
@@ -254,7 +257,7 @@ class GameProtocol(WebSocketServerProtocol):
         services = self.factory.services
         services.metrics.connection_closed()
         services.sessions.remove(self)
-        services.rooms.disconnected(self)
+        services.disconnected(self)
 
     # Incoming frames
 
@@ -289,7 +292,7 @@ class GameProtocol(WebSocketServerProtocol):
             self._queue_filled = True
             self._received_while_paused = 0
             if self.transport is not None:
-                self.transport.pauseProducing()
+                self.transport.pauseProducing()  # type: ignore[attr-defined]  # a TCP transport is a producer
             if not self._probing:
                 self._probing = True
                 self.factory.services.clock.callLater(PEER_PROBE_SECONDS, self._probe_peer)
@@ -311,7 +314,7 @@ class GameProtocol(WebSocketServerProtocol):
         """Read again, starting with the frames buffered when reading stopped."""
         self._reading_paused = False
         if self.transport is not None:
-            self.transport.resumeProducing()
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
         if self.state in (self.STATE_OPEN, self.STATE_CLOSING) and self.data:
             self.consumeData()
 
@@ -371,6 +374,11 @@ class GameProtocol(WebSocketServerProtocol):
             handler, needs_auth, at_once = entry
             if needs_auth and self.account is None:
                 raise GameError("unauthenticated", "sign up, log in or resume first")
+            relay = self.factory.services.relay
+            if relay is not None and name in RELAYED_OPS:
+                # In a cluster the room may be another node's: the op runs there (gamesvc.cluster.relay).
+                self._start(self._serve(rid, name, relay.handler(name, handler), message, started))
+                return
             if not at_once:
                 self._start(self._serve(rid, name, handler, message, started))
                 return
@@ -480,7 +488,9 @@ class GameProtocol(WebSocketServerProtocol):
 
     # Outgoing
 
-    def _send(self, message: dict) -> None:
+    # FIXME: this shadows Autobahn's own _send(), which its sync/chopped writes call through _trigger (not used by
+    # gamesvc today): rename it once the protocol rework is merged.
+    def _send(self, message: dict) -> None:  # type: ignore[override]
         self.deliver(Outgoing(message))
 
     def _send_error(self, rid: Any, error: GameError) -> None:
@@ -501,8 +511,14 @@ class GameProtocol(WebSocketServerProtocol):
         self.factory.services.metrics.message_out()
         if sendnow.pending(self.transport) > self.factory.services.settings.send_buffer_bytes:
             log.warn("dropping slow client {address}: send buffer full", address=self.address)
-            self._detach()
-            self.dropConnection(abort=True)
+            self._drop_slow()
+
+    def _drop_slow(self) -> None:
+        """Abort a client that does not read. The rooms hear of it on a later reactor turn (onClose, or the call
+        below if the transport never reports), never from inside the broadcast that is delivering to it."""
+        self.open = False
+        self.dropConnection(abort=True)
+        self.factory.services.clock.callLater(0, self._detach)
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """Autobahn's frame writer, sending at once (gamesvc.sendnow) when nothing is queued before the frame."""
@@ -519,7 +535,7 @@ class GameProtocol(WebSocketServerProtocol):
         if not self.factory.services.sessions.add(token_hash(token), self, expires):
             raise GameError("unauthenticated", "the session was logged out")
         if self.account is not None and self.account != account:
-            self.factory.services.rooms.disconnected(self)
+            self.factory.services.disconnected(self)
         self.account = account
         self.token = token
 
@@ -527,7 +543,7 @@ class GameProtocol(WebSocketServerProtocol):
         """Leave the room (a seat waits for the grace period) and become anonymous again."""
         services = self.factory.services
         services.sessions.remove(self)
-        services.rooms.disconnected(self)
+        services.disconnected(self)
         self.account = self.token = None
         self._arm_signin_deadline()
 
@@ -542,7 +558,7 @@ class GameProtocol(WebSocketServerProtocol):
 class GameFactory(WebSocketServerFactory):
     """Builds `GameProtocol`s that share the services and the set of open connections."""
 
-    protocol = GameProtocol
+    protocol = GameProtocol  # type: ignore[assignment]
 
     def __init__(self, services: Any, url: str | None = None) -> None:
         super().__init__(url)
@@ -644,7 +660,11 @@ async def _logout(conn: GameProtocol, message: dict) -> None:
 async def _me(conn: GameProtocol, message: dict) -> dict:
     services = conn.factory.services
     user = await services.accounts.user(conn.account.key)
-    return {"user": user, "room": services.rooms.seat_of(conn.account.key)}
+    room = services.rooms.seat_of(conn.account.key)
+    if room is None and services.relay is not None:
+        # In a cluster the seat may be in another node's room.
+        room = await services.relay.seat_of(conn)
+    return {"user": user, "room": room}
 
 
 @op("leaderboard", auth=False)

@@ -79,6 +79,9 @@ class Options(usage.Options):
         if settings.dice_seed is not None and settings.behind_tls:
             # A seeded die is predictable: it must never face real players.
             raise usage.UsageError("--dice-seed is for testing only and is refused together with --behind-tls")
+        renew = settings.lease_renew_seconds
+        if renew is not None and renew * 3 >= settings.lease_seconds:
+            raise usage.UsageError("--lease-renew-seconds must be less than a third of --lease-seconds")
         self.settings = settings
 
 

@@ -60,6 +60,9 @@ def test_a_client_that_does_not_read_is_dropped_past_the_limit() -> None:
     # Dropped by the first message that took the unsent bytes past the limit, not before.
     assert conn.transport._tempDataLen - frame <= 4096 < conn.transport._tempDataLen
     assert sent >= 4
+    # The rooms hear of the drop on the next reactor turn, not from inside the delivery.
+    assert conn in conn.factory.connections
+    services.clock.advance(0)
     assert conn not in conn.factory.connections
     room = services.rooms.rooms[room_id]
     assert room.players[0].mind is None  # the seat waits for the grace period, as for any drop
