@@ -24,7 +24,7 @@ from zope.interface import Attribute, Interface, implementer
 
 from gamesvc.errors import BusUnavailable
 
-__all__ = ["Handler", "StateListener", "IBus", "MemoryHub", "MemoryBus", "Subscriptions", "check_channel"]
+__all__ = ["Handler", "StateListener", "IBus", "MemoryHub", "MemoryBus", "Subscriptions", "check_channel", "publish_refusal"]
 
 Handler = Callable[[str, bytes], None]
 """Receives a message: (channel, payload)."""
@@ -44,6 +44,17 @@ def check_channel(channel: str) -> str:
     if not channel.isprintable() or any(c in channel for c in " *?[]"):
         raise ValueError(f"{channel!r} is not a plain channel name")
     return channel
+
+
+def publish_refusal(channel: str, payload: bytes) -> Exception | None:
+    """Why `payload` cannot be published on `channel` (a payload that is not bytes, a bad channel name), or None."""
+    if not isinstance(payload, bytes):
+        return TypeError("a bus payload is bytes")
+    try:
+        check_channel(channel)
+    except ValueError as e:
+        return e
+    return None
 
 
 class IBus(Interface):
@@ -225,12 +236,9 @@ class MemoryBus:
 
     def publish(self, channel: str, payload: bytes) -> Deferred[int]:
         """Hand the message to the hub, or fail at once while disconnected."""
-        if not isinstance(payload, bytes):
-            return fail(TypeError("a bus payload is bytes"))
-        try:
-            check_channel(channel)
-        except ValueError as e:
-            return fail(e)
+        refused = publish_refusal(channel, payload)
+        if refused is not None:
+            return fail(refused)
         if not self.connected:
             return fail(BusUnavailable("the bus is not connected"))
         return succeed(self._hub._publish(channel, payload))

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gamesvc.bus import Handler, IBus, StateListener, Subscriptions, check_channel
+from gamesvc.bus import Handler, IBus, StateListener, Subscriptions, publish_refusal
 from gamesvc.errors import BusUnavailable
 
 __all__ = ["RedisAddress", "parse_redis_uri", "RedisBus"]
@@ -177,12 +177,9 @@ class RedisBus:
 
     def publish(self, channel: str, payload: bytes) -> Deferred[int]:
         """PUBLISH on the publisher connection, or fail at once while disconnected."""
-        if not isinstance(payload, bytes):
-            return fail(TypeError("a bus payload is bytes"))
-        try:
-            check_channel(channel)
-        except ValueError as e:
-            return fail(e)
+        refused = publish_refusal(channel, payload)
+        if refused is not None:
+            return fail(refused)
         if not self.connected or self._publisher is None:
             return fail(BusUnavailable("the bus is not connected to Redis"))
         d: Deferred[int] = self._publisher.publish(channel, payload)
