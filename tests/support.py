@@ -60,6 +60,24 @@ class ScriptedDice:
         return self.rolls.pop(0) if self.rolls else 1
 
 
+def roll_until_over(
+    services: Any, minds: list[FakeMind], limit: int = 2000, wait: float | None = None
+) -> dict[str, Any]:
+    """Roll for whoever's turn it is among `minds`; for anyone else (a player who is away, a bot) let `wait` seconds
+    pass (default --turn-seconds, the deadline's auto-roll), until game.over, which is returned."""
+    by_name = {m.account.username: m for m in minds}
+    watcher = minds[0]
+    for _ in range(limit):
+        if watcher.events("game.over"):
+            return watcher.last("game.over")
+        current = watcher.last("game.turn")["player"]
+        if current in by_name:
+            services.rooms.roll(by_name[current])
+        else:
+            services.clock.advance(services.settings.turn_seconds if wait is None else wait)
+    raise AssertionError("the game did not end")
+
+
 def memory_services(**overrides: Any) -> Any:
     """Services over a memory store, a Clock and a plain hasher; `dice` and `choose` go to the rooms. Simulated
     nodes of a cluster share one `clock`, one `store` and a `MemoryHub(clock)`, each with its own `bus=hub.bus()`."""

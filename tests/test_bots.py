@@ -14,7 +14,7 @@ from gamesvc.errors import GameError
 from gamesvc.passwords import PlainHasher
 from gamesvc.service import build_services
 from gamesvc.wire import iso
-from tests.support import FakeMind, ScriptedDice, memory_services
+from tests.support import FakeMind, ScriptedDice, memory_services, roll_until_over
 
 T = TypeVar("T")
 
@@ -59,21 +59,6 @@ async def signed_up(services: Any, *names: str) -> list[FakeMind]:
         await services.accounts.signup(name, "password1", f"10.0.0.{number}")
         minds.append(FakeMind(name))
     return minds
-
-
-def play_to_the_end(services: Any, minds: list[FakeMind], limit: int = 2000) -> dict[str, Any]:
-    """People roll on their turns and the clock runs for bots' turns, until game.over."""
-    by_name = {m.account.username: m for m in minds}
-    watcher = minds[0]
-    for _ in range(limit):
-        if watcher.events("game.over"):
-            return watcher.last("game.over")
-        current = watcher.last("game.turn")["player"]
-        if current in by_name:
-            services.rooms.roll(by_name[current])
-        else:
-            services.clock.advance(services.settings.bot_delay * 1.5)
-    raise AssertionError("the game did not end")
 
 
 # The pure parts
@@ -315,7 +300,7 @@ def test_a_bot_takes_over_a_seat_left_mid_game_when_the_host_chose_it() -> None:
     }
     services.clock.advance(3)
     assert alice.last("game.rolled")["player"] == "bob"
-    over = play_to_the_end(services, [alice, carol])
+    over = roll_until_over(services, [alice, carol], wait=services.settings.bot_delay * 1.5)
     assert not [s for s in over["standings"] if s["forfeited"]]
     record = services.results.pending.get(over["game"]) or services.raw_store.games[over["game"]]
     assert record["stand_ins"] == ["bob"] and record["bots"] == []
@@ -411,7 +396,7 @@ async def test_games_with_bots_are_stored_but_leave_the_leaderboard_alone() -> N
     services.rooms.create(alice, "t", 2, False)
     bot = services.rooms.add_bot(alice)["bot"]
     services.rooms.ready(alice, True)
-    over = play_to_the_end(services, [alice])
+    over = roll_until_over(services, [alice], wait=services.settings.bot_delay * 1.5)
     await services.results.when_written(over["game"])
     assert (await services.accounts.user("alice")) == {"username": "alice", "wins": 0, "games": 0}
     history = await services.store.games_for_user("alice", 10)

@@ -18,7 +18,7 @@ from gamesvc.errors import GameError
 from gamesvc.game import Board, replay
 from gamesvc.rooms import ROOM_ID_ALPHABET, RoomService
 from gamesvc.wire import iso
-from tests.support import FakeMind, ScriptedDice, memory_services
+from tests.support import FakeMind, ScriptedDice, memory_services, roll_until_over
 
 # The first player's shortest win on the default board without a six: 1->38, 41, 46, 51->67, 70, 75, 80->100.
 WINNING_PATH = [1, 3, 5, 5, 3, 5, 5]
@@ -67,21 +67,6 @@ def started_game(services: Any, *names: str) -> tuple[str, list[FakeMind]]:
     for mind in minds:
         services.rooms.ready(mind, True)
     return room_id, minds
-
-
-def roll_until_over(services: Any, minds: list[FakeMind], limit: int = 500) -> dict[str, Any]:
-    """Roll for whoever's turn it is (letting the deadline pass for players not in `minds`) until game.over."""
-    by_name = {m.account.username: m for m in minds}
-    watcher = minds[0]
-    for _ in range(limit):
-        if watcher.events("game.over"):
-            return watcher.last("game.over")
-        current = watcher.last("game.turn")["player"]
-        if current in by_name:
-            services.rooms.roll(by_name[current])
-        else:
-            services.clock.advance(services.settings.turn_seconds)
-    raise AssertionError("the game did not end")
 
 
 async def signed_up(services: Any, *names: str) -> list[FakeMind]:
