@@ -313,13 +313,13 @@ class GameService(MultiService):
         """Bring back the rooms a previous run checkpointed; a checkpoint that cannot be used is dropped."""
         rooms = self.app.rooms
         restored = 0
-        for snapshot in await self.app.store.load_rooms():
+        for checkpoint in await self.app.store.load_rooms():
             try:
-                rooms.restore(snapshot)
+                rooms.restore(checkpoint)
                 restored += 1
             except (KeyError, TypeError, ValueError) as e:
-                log.warn("dropping the checkpoint of room {room}: {why}", room=snapshot.get("id"), why=str(e))
-                await self.app.store.delete_room(str(snapshot.get("id")))
+                log.warn("dropping the checkpoint of room {room}: {why}", room=checkpoint.get("id"), why=str(e))
+                await self.app.store.delete_room(str(checkpoint.get("id")))
         if restored:
             log.info("restored {n} rooms; their players have {grace}s to come back", n=restored,
                      grace=self.settings.grace_seconds)
