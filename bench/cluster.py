@@ -176,9 +176,13 @@ class Nodes:
         server.process.wait()
 
     def stop(self) -> None:
-        """Stop every node (SIGTERM) and remove their folders."""
+        """Stop every node (SIGTERM); remove their folders, unless an exception is on its way (their logs tell why)."""
+        error = sys.exc_info()[0]
+        failing = error is not None and not issubclass(error, ClusterUnavailable)
         for server in self.servers:
-            server.stop()
+            server.stop(keep=failing)
+        if failing:
+            print(f"node logs kept: {', '.join(str(s.log_path) for s in self.servers)}", file=sys.stderr)
 
 
 # Players spread over the nodes
