@@ -21,16 +21,20 @@ cluster: $(BIN)/twistd
 	$(BIN)/python -m gamesvc.devcluster --nodes $(NODES) --port $(PORT)
 
 test: $(BIN)/twistd
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 test-fast: $(BIN)/twistd
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -m "not browser"
 
 $(VENV)/.bench-deps: $(BIN)/twistd setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	touch $@
 
+# The Node reference of bench.compare needs `ws`; without node or npm the comparison is skipped with a note.
 bench: $(VENV)/.bench-deps
+	-test -d bench/work/node/node_modules/ws || (command -v npm >/dev/null && mkdir -p bench/work/node && cd bench/work/node && npm install --no-save ws@8)
 	$(BIN)/python -m bench.run_all
 
 clean:

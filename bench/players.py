@@ -72,9 +72,11 @@ class Player(WSListener):
 
     # Connection
 
-    async def connect(self, url: str, timeout: float = 30.0) -> None:
-        """Open the WebSocket (the handshake carries no Origin, like any non-browser client)."""
-        await asyncio.wait_for(ws_connect(lambda: self, url, websocket_handshake_timeout=timeout), timeout)
+    async def connect(self, url: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
+        """Open the WebSocket (the handshake carries no Origin, like any non-browser client; `headers` are added)."""
+        await asyncio.wait_for(
+            ws_connect(lambda: self, url, websocket_handshake_timeout=timeout, extra_headers=headers), timeout
+        )
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -275,6 +277,27 @@ async def fill_rooms(
         async with gate:
             names = [f"{prefix}{index}x{seat}" for seat in range(4)]
             return await fill_room(url, names, stats, roll_delay=roll_delay)
+
+    groups = await asyncio.gather(*(one(i) for i in range(rooms)))
+    return [p for group in groups for p in group]
+
+
+async def fill_chat_rooms(url: str, rooms: int, stats: Stats, *, prefix: str, concurrency: int = 25) -> list[Player]:
+    """Rooms of four for the chat-only load: only signup, room.create, room.join and room.chat, the ops that the
+    Node reference (../shared/bench-reference/) speaks too; the host passes the room id to the others directly."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> list[Player]:
+        async with gate:
+            players = [Player(f"{prefix}{index}x{seat}", stats) for seat in range(4)]
+            await asyncio.gather(*(p.connect(url) for p in players))
+            await asyncio.gather(*(p.sign_in() for p in players))
+            reply = await players[0].request("room.create", name=f"chat {index}", seats=4)
+            room = reply["room"]["id"]
+            await asyncio.gather(*(p.request("room.join", room=room) for p in players[1:]))
+            for p in players:
+                p.room = room
+            return players
 
     groups = await asyncio.gather(*(one(i) for i in range(rooms)))
     return [p for group in groups for p in group]

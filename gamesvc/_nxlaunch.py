@@ -127,6 +127,19 @@ async def serve(handler: nx_handler.NeoSQLiteHandler, host: str, port: int) -> N
         server.close()
 
 
+def secure_data_dir(path: str) -> str:
+    """Create the data folder mode 0700 (or narrow an existing one to it) with its files 0600; returns its
+    absolute path. The store holds password and session hashes: other local users must not read them.
+    """
+    data_dir = os.path.abspath(path)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for entry in os.scandir(data_dir):
+        if entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, 0o600)
+    return data_dir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse arguments, run the server, return the exit code."""
     args = parse_args(argv)
@@ -135,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    data_dir = os.path.abspath(args.data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    # Files SQLite creates later (journals, new databases) are private too.
+    os.umask(0o077)
+    data_dir = secure_data_dir(args.data_dir)
     patch_ismaster()
     handler = nx_handler.NeoSQLiteHandler(":memory:", data_dir=data_dir)
     try:

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from gamesvc._defer import deferred
 from gamesvc.config import Settings
-from gamesvc.errors import DuplicateKey, GameError, RateLimited
+from gamesvc.errors import Busy, DuplicateKey, GameError, RateLimited
 from gamesvc.passwords import IHasher
 from gamesvc.ratelimit import SlidingWindow
 from gamesvc.sessions import LOGGED_OUT, LiveSessions
@@ -26,6 +26,7 @@ log = Logger()
 USERNAME = re.compile(r"[A-Za-z0-9_-]{3,20}\Z")
 MIN_PASSWORD_BYTES = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer passwords are refused, never truncated
+HASH_RETRY_AFTER = 1.0  # seconds a client refused for hashing capacity is told to wait
 
 
 @attrs.frozen
@@ -79,6 +80,15 @@ def check_password(password: str) -> bytes:
     return encoded
 
 
+def _count(counts: dict[str, int], key: str, change: int) -> None:
+    """Add `change` to a counter, dropping the key at zero so that the dict holds only live keys."""
+    value = counts.get(key, 0) + change
+    if value > 0:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
 class AccountService:
     """Signup, login and sessions with bcrypt hashes, hashed tokens and rate limits."""
 
@@ -99,9 +109,32 @@ class AccountService:
         # The open connections of each session, told when it is logged out (build_services shares one).
         self.sessions = sessions if sessions is not None else LiveSessions(clock)
         self._dummy_hash: bytes | None = None
-        self.failed_by_user = SlidingWindow(clock, settings.login_user_limit, settings.login_window)
+        self.failed_by_user_address = SlidingWindow(clock, settings.login_user_address_limit, settings.login_window)
+        self.failed_by_user = SlidingWindow(clock, settings.login_user_limit, settings.login_user_window)
         self.failed_by_address = SlidingWindow(clock, settings.login_address_limit, settings.login_window)
+        self.logins_by_user = SlidingWindow(clock, settings.login_user_attempts, settings.login_window)
+        self.logins_by_address = SlidingWindow(clock, settings.login_address_attempts, settings.login_window)
         self.signups_by_address = SlidingWindow(clock, settings.signup_address_limit, settings.signup_window)
+        # Password hashes in flight per client address and per username (login); a key is removed at zero.
+        self.hashing: dict[str, int] = {}
+        self.checking: dict[str, int] = {}
+
+    def _admit_hash(self, address: str, key: str | None = None) -> None:
+        """Refuse a password hash when the service-wide queue, this address's share or this name's is full."""
+        if self._hasher.pending() >= self._settings.hash_queue_limit:
+            raise Busy("the server is busy checking passwords; try again shortly", HASH_RETRY_AFTER)
+        if self.hashing.get(address, 0) >= self._settings.hash_address_limit:
+            raise RateLimited("too many password checks from this address at once; wait for them", HASH_RETRY_AFTER)
+        if key is not None and self.checking.get(key, 0) >= self._settings.hash_user_limit:
+            raise RateLimited("a password check for this name is already running; wait for it", HASH_RETRY_AFTER)
+        _count(self.hashing, address, 1)
+        if key is not None:
+            _count(self.checking, key, 1)
+
+    def _hash_done(self, address: str, key: str | None = None) -> None:
+        _count(self.hashing, address, -1)
+        if key is not None:
+            _count(self.checking, key, -1)
 
     async def _open_session(self, user: dict) -> SignedIn:
         token = self._new_token()
@@ -117,11 +150,17 @@ class AccountService:
         wait = self.signups_by_address.retry_after(address)
         if wait is not None:
             raise RateLimited("too many signups from this address; try again later", wait)
+        # Counted even when refused for capacity below, so that retrying at once cannot keep the hash queue full.
         self.signups_by_address.hit(address)
+        self._admit_hash(address)
+        try:
+            password_hash = await self._hasher.hash(encoded)
+        finally:
+            self._hash_done(address)
         user = {
             "key": user_key(username),
             "username": username,
-            "password_hash": await self._hasher.hash(encoded),
+            "password_hash": password_hash,
             "wins": 0,
             "games": 0,
             "created": self._clock.seconds(),
@@ -135,15 +174,29 @@ class AccountService:
 
     @deferred
     async def login(self, username: str, password: str, address: str) -> SignedIn:
-        """Check a password; wrong ones are counted per name and per address."""
+        """Check a password; every attempt is counted per name and per address, wrong ones also per
+        (name, address), per name and per address, and the hash must fit the service's and the address's share."""
         encoded = check_password(password)
         key = user_key(username)
-        for window, what in ((self.failed_by_user, key), (self.failed_by_address, address)):
+        pair = f"{key} {address}"  # usernames hold no space
+        for window, what, why in (
+            (self.failed_by_user_address, pair, "too many failed logins"),
+            (self.failed_by_user, key, "too many failed logins"),
+            (self.failed_by_address, address, "too many failed logins"),
+            (self.logins_by_user, key, "too many logins"),
+            (self.logins_by_address, address, "too many logins"),
+        ):
             wait = window.retry_after(what)
             if wait is not None:
-                raise RateLimited("too many failed logins; try again later", wait)
+                raise RateLimited(f"{why}; try again later", wait)
+        # Successes count too: knowing one password must not buy an unlimited number of hashes. Counted even
+        # when refused for capacity below, so that retrying at once cannot keep the hash queue full.
+        self.logins_by_user.hit(key)
+        self.logins_by_address.hit(address)
+        self._admit_hash(address, key)
         # Count the attempt as failed before the slow check, so that guesses sent at once on many
         # connections cannot all pass the limit while their checks wait for the thread pool.
+        pair_hit = self.failed_by_user_address.hit(pair)
         user_hit = self.failed_by_user.hit(key)
         address_hit = self.failed_by_address.hit(address)
         try:
@@ -155,14 +208,20 @@ class AccountService:
             else:
                 ok = await self._hasher.check(encoded, user["password_hash"])
         except BaseException:
-            # Not a wrong password (the store or the hasher failed): do not count it.
+            # Not a wrong password (the store or the hasher failed): do not count it as one.
+            self.failed_by_user_address.undo(pair, pair_hit)
             self.failed_by_user.undo(key, user_hit)
             self.failed_by_address.undo(address, address_hit)
             raise
-        if not ok:
+        finally:
+            self._hash_done(address, key)
+        if not ok or user is None:
             raise GameError("bad_credentials", "wrong username or password")
-        self.failed_by_user.reset(key)
+        # The owner's typos from this address are forgiven; failures from other addresses still count.
+        self.failed_by_user_address.reset(pair)
+        self.failed_by_user.undo(key, user_hit)
         self.failed_by_address.undo(address, address_hit)
+        assert user is not None  # ok is False without a user
         return await self._open_session(user)
 
     async def _dummy(self) -> bytes:

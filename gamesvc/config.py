@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import attrs
 
+from gamesvc.addresses import parse_trusted_proxy
+from gamesvc.origins import parse_pattern
 from gamesvc.redisbus import parse_redis_uri
 
 ENV_PREFIX = "GAMESVC_"
@@ -53,6 +55,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _optional_float_in(low: float, high: float) -> Callable[[str], float | None]:
+    """Parse a number in [low, high], or empty text for none."""
+    parse = _float_in(low, high)
+    return lambda text: parse(text) if text else None
+
+
 def _optional_int(text: str) -> int | None:
     """Parse an integer, or empty text for none."""
     return int(text) if text else None
@@ -69,21 +77,14 @@ def _gc_threshold(text: str) -> tuple[int, ...]:
     return values
 
 
-def _origins(text: str) -> tuple[str, ...]:
-    """Parse a comma-separated list of origins (used for the environment variable)."""
-    origins = tuple(part.strip() for part in text.split(",") if part.strip())
-    for origin in origins:
-        _check_origin(origin)
-    return origins
+def _repeated(text: str, parse: Callable[[str], Any]) -> tuple[Any, ...]:
+    """Parse a comma-separated list of a repeatable option's values (used for the environment variable)."""
+    return tuple(parse(part.strip()) for part in text.split(",") if part.strip())
 
 
 def _check_origin(origin: str) -> str:
-    """Check that an allowed-origin pattern looks like scheme://host[:port]."""
-    scheme, sep, rest = origin.partition("://")
-    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
-        raise ValueError(
-            f"{origin!r} is not an origin like https://games.example.com or http://*.example.com:8080"
-        )
+    """Check an allowed-origin pattern: scheme://host[:port], `*` only as a whole leading label."""
+    parse_pattern(origin)
     return origin
 
 
@@ -125,7 +126,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = option(
         (),
         _check_origin,
-        "allowed WebSocket Origin, repeatable, wildcards allowed (default: the server's own origin)",
+        "allowed WebSocket Origin, repeatable; `*` only as a whole leading label (default: the server's own origin)",
+        repeatable=True,
+    )
+    trusted_proxies: tuple[str, ...] = option(
+        (),
+        parse_trusted_proxy,
+        "address or CIDR of a reverse proxy whose X-Forwarded-For is believed, repeatable (default: none)",
         repeatable=True,
     )
     behind_tls: bool = option(
@@ -137,6 +144,12 @@ class Settings:
     ping_interval: float = option(30.0, _float_in(0, 3600), "seconds between WebSocket pings (0: never)")
     ping_timeout: float = option(10.0, _float_in(0, 3600), "seconds to wait for a pong before dropping")
     handshake_timeout: float = option(10.0, _float_in(0.1, 600), "seconds allowed for the WebSocket handshake")
+    http_header_timeout: float = option(
+        10.0, _float_in(0.1, 600), "seconds an HTTP request's line and headers may take in all (not reset by each byte)"
+    )
+    http_body_timeout: float = option(
+        30.0, _float_in(0.1, 3600), "seconds an HTTP request's body may take in all, from the end of its headers"
+    )
     send_buffer_bytes: int = option(
         1024 * 1024, _int_in(4096, 1024 * 1024 * 1024), "unsent bytes a slow client may have queued before it is dropped"
     )
@@ -157,9 +170,28 @@ class Settings:
     hash_nice: int = option(
         10, _int_in(0, 19), "niceness of the bcrypt threads, so hashing yields the CPU to the reactor (0: none)"
     )
+    hash_queue_limit: int = option(
+        16, _int_in(1, 100_000), "password hashes queued or running, service-wide, beyond which signup and login answer unavailable"
+    )
+    hash_address_limit: int = option(
+        2, _int_in(1, 1000), "password hashes in flight per client address (more: rate_limited)"
+    )
+    hash_user_limit: int = option(1, _int_in(1, 1000), "login password checks in flight per username (more: rate_limited)")
     session_ttl: float = option(7 * 86400.0, _float_in(60, 365 * 86400), "seconds a session token lives")
-    login_user_limit: int = option(5, _int_in(1, 1_000_000), "failed logins per username per window")
+    login_user_address_limit: int = option(
+        5, _int_in(1, 1_000_000), "failed logins per username from one client address per --login-window"
+    )
+    login_user_limit: int = option(
+        50, _int_in(1, 1_000_000), "failed logins per username from all addresses together per --login-user-window"
+    )
+    login_user_window: float = option(3600.0, _float_in(1, 7 * 86400), "seconds of the per-username failed-login window")
     login_address_limit: int = option(20, _int_in(1, 1_000_000), "failed logins per client address per window")
+    login_user_attempts: int = option(
+        20, _int_in(1, 1_000_000), "logins, right or wrong, per username per --login-window"
+    )
+    login_address_attempts: int = option(
+        60, _int_in(1, 1_000_000), "logins, right or wrong, per client address per --login-window"
+    )
     login_window: float = option(900.0, _float_in(1, 86400), "seconds of the failed-login window")
     signup_address_limit: int = option(10, _int_in(1, 1_000_000), "signups per client address per window")
     signup_window: float = option(3600.0, _float_in(1, 86400), "seconds of the signup window")
@@ -172,8 +204,14 @@ class Settings:
     flood_strikes: int = option(
         50, _int_in(1, 1_000_000), "rate-limited messages in a row before the connection is closed (1008)"
     )
+    max_queued_requests: int = option(
+        32, _int_in(1, 100_000), "requests waiting behind one that awaits the store; when full, reading pauses"
+    )
+    max_queued_bytes: int = option(
+        131072, _int_in(1024, 1024 * 1024 * 1024), "bytes of waiting requests; when full, reading pauses (1008 if more comes)"
+    )
     max_connections_per_address: int = option(
-        100, _int_in(1, 1_000_000), "most WebSocket connections at once from one client address (more: HTTP 503)"
+        100, _int_in(1, 1_000_000), "most WebSocket connections at once from one client address (more: HTTP 429)"
     )
     signin_timeout: float = option(
         30.0, _float_in(0, 86400), "seconds a WebSocket may stay open without signing in (then close 4408; 0: forever)"
@@ -240,6 +278,15 @@ class Settings:
         False, bool, "listen with SO_REUSEPORT so that several processes share --port (the kernel spreads connections)",
         flag=True,
     )
+    lease_seconds: float = option(
+        10.0, _float_in(1, 3600),
+        "with --redis-uri: seconds a node owns a room without renewing; a dead node's rooms are taken over after it",
+    )
+    lease_renew_seconds: float | None = option(
+        None, _optional_float_in(0.1, 1200),
+        "with --redis-uri: seconds between lease renewals and between looks for rooms to take over "
+        "(less than a third of --lease-seconds; default: a quarter of it)",
+    )
 
 
 def setting_fields() -> tuple[attrs.Attribute, ...]:
@@ -250,7 +297,7 @@ def setting_fields() -> tuple[attrs.Attribute, ...]:
 def option_name(field: attrs.Attribute) -> str:
     """The command-line name of a setting, e.g. ``bcrypt-cost``."""
     name = field.name.replace("_", "-")
-    return "allowed-origin" if name == "allowed-origins" else name
+    return {"allowed-origins": "allowed-origin", "trusted-proxies": "trusted-proxy"}.get(name, name)
 
 
 def env_name(field: attrs.Attribute) -> str:
@@ -268,5 +315,5 @@ def parse_env(field: attrs.Attribute, text: str) -> Any:
             return False
         raise ValueError(f"{text!r} is not a yes/no value")
     if field.metadata["repeatable"]:
-        return _origins(text)
+        return _repeated(text, field.metadata["parse"])
     return field.metadata["parse"](text)

@@ -11,6 +11,7 @@ HTTP_STATUS: dict[str, int] = {
     "unauthenticated": 401,
     "bad_credentials": 401,
     "not_host": 403,
+    "forbidden": 403,
     "room_not_found": 404,
     "not_found": 404,
     "username_taken": 409,
@@ -58,6 +59,14 @@ class RateLimited(GameError):
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__("rate_limited", message, retry_after=round(retry_after, 3))
+        self.retry_after = retry_after
+
+
+class Busy(GameError):
+    """The server is at a capacity limit (`unavailable`); `retry_after` says when to try again (seconds)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__("unavailable", message, retry_after=round(retry_after, 3))
         self.retry_after = retry_after
 
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import bcrypt
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
@@ -48,7 +49,7 @@ def lower_thread_priority(nice: int) -> None:
 class BcryptHasher:
     """bcrypt at a configurable cost, run on a dedicated thread pool at a lower CPU priority."""
 
-    def __init__(self, reactor: object, pool: ThreadPool, cost: int, nice: int = 10) -> None:
+    def __init__(self, reactor: IReactorFromThreads, pool: ThreadPool, cost: int, nice: int = 10) -> None:
         self._reactor = reactor
         self._pool = pool
         self._cost = cost

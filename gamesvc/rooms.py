@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 import secrets
 from collections import deque
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -22,7 +21,7 @@ from gamesvc.bots import BOT_KEY_PREFIX, bot_delay, bot_key, bot_name, fullest_r
 from gamesvc.config import Settings
 from gamesvc.errors import GameError, RateLimited
 from gamesvc.game import DEFAULT_BOARD, DiceRace
-from gamesvc.interfaces import IMind
+from gamesvc.interfaces import IMind, IRoomListener, NoRoomListener
 from gamesvc.ratelimit import SlidingWindow
 from gamesvc.results import ResultWriter
 from gamesvc.wire import Outgoing, iso
@@ -73,7 +72,6 @@ class Room:
     game: DiceRace | None = None
     game_id: str | None = None
     started: float | None = None
-    entries: list[dict] = attrs.Factory(list)
     deadline: float | None = None
     turn_timer: IDelayedCall | None = None
     last_summary: dict | None = None
@@ -87,6 +85,11 @@ class Room:
     # Quick play: when the free seats of this waiting room are filled with bots.
     bots_at: float | None = None
     fill_timer: IDelayedCall | None = None
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """The current game's moves with their notes (`n`, `at`, `auto`), from the game's log: its only log."""
+        return self.game.record_entries() if self.game is not None else []
 
     def humans(self) -> int:
         """Seats held by people."""
@@ -192,6 +195,8 @@ class RoomService:
         clock: IReactorTime,
         settings: Settings,
         results: ResultWriter,
+        listener: IRoomListener = NoRoomListener(),
+        others: Callable[[], list[dict[str, Any]]] = list,
         dice: Callable[[], int] | None = None,
         choose: Callable[[str], str] = secrets.choice,
         new_game_id: Callable[[], str] = lambda: secrets.token_hex(8),
@@ -210,14 +215,12 @@ class RoomService:
         self._where: dict[Any, Room] = {}
         self._seats: dict[str, Room] = {}
         self._watchers: set[Any] = set()
-        # Connections that failed while a message was being delivered; handled once the delivery is over,
-        # so that nobody sees a newer state before an older one.
-        self._delivering = 0
-        self._dropped: list[Any] = []
         self.games_started = 0
         self.games_finished = 0
         # Told of every change and close, to checkpoint rooms (gamesvc.checkpoints.Checkpoints).
-        self.checkpoints: Any = None
+        self._listener = listener
+        # The public rooms of the other nodes of a cluster (gamesvc.cluster.lobby), listed after this node's.
+        self._others = others
         self._stopped = False
         # Bots' names and delays; bots added per account, so that bots cannot flood the server.
         self._bot_random = bot_random or random.Random()
@@ -241,8 +244,8 @@ class RoomService:
         return room.id if room else None
 
     def public_rooms(self) -> list[dict[str, Any]]:
-        """Summaries of the open public rooms, oldest first."""
-        return [room.summary() for room in self.rooms.values() if not room.private]
+        """Summaries of the open public rooms, oldest first (this node's, then those of the other nodes)."""
+        return [room.summary() for room in self.rooms.values() if not room.private] + self._others()
 
     # Lobby
 
@@ -376,10 +379,6 @@ class RoomService:
 
     def disconnected(self, mind: IMind) -> None:
         """A connection closed (or signed out): spectators leave; a player's seat waits for the grace period."""
-        if self._delivering:
-            # Called from inside a broadcast (a transport dropping a slow client): finish the broadcast first.
-            self._dropped.append(mind)
-            return
         self._watchers.discard(mind)
         room = self._where.pop(mind, None)
         if room is None:
@@ -442,8 +441,7 @@ class RoomService:
             self._send(mind, {"event": "room.closed", "room": room.id})
         room.spectators.clear()
         log.info("room {room} closed", room=room.id)
-        if self.checkpoints is not None:
-            self.checkpoints.room_closed(room)
+        self._listener.room_closed(room)
         if not room.private:
             self._to_watchers({"event": "lobby.room_closed", "room": room.id})
 
@@ -462,7 +460,6 @@ class RoomService:
             room.status = WAITING
             room.game = None
             room.game_id = None
-            room.entries = []
             room.deadline = None
             room.server_seed = self._random_bytes(fairness.SEED_BYTES)
             room.client_seeds = None
@@ -519,7 +516,6 @@ class RoomService:
         room.game = DiceRace(order, rng=self._game_dice(room, order, rolled=0))
         room.game_id = self._new_game_id()
         room.started = self._clock.seconds()
-        room.entries = []
         room.status = PLAYING
         self.games_started += 1
         log.info("game {game} started in room {room}", game=room.game_id, room=room.id)
@@ -576,10 +572,10 @@ class RoomService:
     def _roll(self, room: Room, auto: bool) -> None:
         game = room.game
         assert game is not None
-        result = game.roll(game.current)  # type: ignore[arg-type]
         # `n` numbers the rolls of the game from 0: the die of roll n is recomputed from it (docs/fairness.md).
-        event = dict(result.to_json(), n=len(game.rolls) - 1)
-        room.entries.append(dict(event, at=iso(self._clock.seconds()), auto=auto))
+        n = len(game.rolls)
+        result = game.roll(game.current, {"n": n, "at": iso(self._clock.seconds()), "auto": auto})  # type: ignore[arg-type]
+        event = dict(result.to_json(), n=n)
         self._broadcast(room, {"event": "game.rolled", "room": room.id, **event, "auto": auto})
         if game.finished:
             self._finish(room)
@@ -590,8 +586,7 @@ class RoomService:
         game = room.game
         assert game is not None
         was_current = game.current == username
-        game.forfeit(username)
-        room.entries.append({"forfeit": username, "at": iso(self._clock.seconds())})
+        game.forfeit(username, {"at": iso(self._clock.seconds())})
         if game.finished:
             self._finish(room)
         elif was_current:
@@ -611,7 +606,7 @@ class RoomService:
             "room": room.id,
             "players": list(game.order),
             "board": game.board.to_json(),
-            "entries": list(room.entries),
+            "entries": room.entries,
             # Who may see the room's code: gamesvc.results.visible_record hides it from others when private.
             "private": room.private,
             "winner": game.winner,
@@ -769,93 +764,67 @@ class RoomService:
         if not self._start_if_ready(room):
             self._changed(room)
 
-    # Checkpoints: what a restart needs to carry a room on
+    # Checkpoints: what a restart needs to carry a room on (gamesvc.snapshots)
 
     def snapshot(self, room: Room, chat: bool = True) -> dict[str, Any]:
-        """A room as plain data: seats, game, turn time left, a result not yet stored, and the chat tail when asked."""
-        now = self._clock.seconds()
-        pending = self._results.pending.get(room.game_id) if room.game_id and room.status == FINISHED else None
-        return {
-            "id": room.id,
-            "name": room.name,
-            "seats": room.seats,
-            "private": room.private,
-            "status": room.status,
-            "version": room.version,
-            "players": [
-                {
-                    "key": s.key, "username": s.username, "ready": s.ready, "client_seed": s.client_seed,
-                    "bot": s.bot, "stand_in": s.stand_in,
-                }
-                for s in room.players
-            ],
-            # The dice's secret: checkpoints are never shown to clients, and a restored game must roll the same dice.
-            "server_seed": room.server_seed.hex(),
-            "client_seeds": room.client_seeds,
-            "bot_takeover": room.bot_takeover,
-            "bots_left": max(room.bots_at - now, 0.0) if room.bots_at is not None else None,
-            "chat": list(room.chat) if chat else [],
-            # The game without its own copy of the moves (`entries` has them, with times; restore replays them), nor
-            # the default board, which restore assumes: neither is written again with every roll.
-            "game": room.game.to_dict(record=False, default_board=False) if room.game is not None else None,
-            "game_id": room.game_id,
-            "started": room.started,
-            "entries": list(room.entries),
-            "turn_left": max(room.deadline - now, 0.0) if room.deadline is not None else None,
-            # A result not stored yet, without its entries: they are the room's.
-            "record": {k: v for k, v in pending.items() if k != "entries"} if pending else None,
-        }
+        """A room as plain data (`gamesvc.snapshots.snapshot`)."""
+        from gamesvc.snapshots import snapshot  # snapshots builds Rooms: it imports this module
 
-    def restore(self, snapshot: dict[str, Any]) -> Room:
+        return snapshot(room, self._clock.seconds(), self._results.pending, chat)
+
+    def restore(self, data: dict[str, Any]) -> Room:
         """Bring back a checkpointed room: every player is disconnected with a fresh grace period, and a running
         game's turn gets back the time it had left."""
-        room = Room(
-            snapshot["id"], snapshot["name"], snapshot["seats"], snapshot["private"],
-            deque(snapshot["chat"], maxlen=self._settings.chat_history),
-            status=snapshot["status"], version=snapshot["version"],
-        )
-        if room.id in self.rooms:
-            raise ValueError(f"room {room.id} is already open")
-        # A checkpoint written before fair dice has no seeds: the rest of its game rolls from fresh ones.
-        seed = snapshot.get("server_seed")
-        room.server_seed = bytes.fromhex(seed) if seed else self._random_bytes(fairness.SEED_BYTES)
-        room.client_seeds = snapshot.get("client_seeds")
-        if snapshot["game"] is not None and room.client_seeds is None:
-            room.client_seeds = {
-                name: fairness.draw_client_seed(self._random_bytes) for name in snapshot["game"]["players"]
-            }
-        if snapshot["game"] is not None:
-            moves = [{k: v for k, v in entry.items() if k not in ("at", "auto")} for entry in snapshot["entries"]]
-            rolled = sum(1 for move in moves if "forfeit" not in move)
-            die = self._game_dice(room, snapshot["game"]["players"], rolled)
-            room.game = DiceRace.from_dict(dict(snapshot["game"], record=moves), rng=die)
-        room.game_id, room.started, room.entries = snapshot["game_id"], snapshot["started"], list(snapshot["entries"])
-        for player in snapshot["players"]:
-            if not player.get("bot") and player["key"] in self._seats:
-                raise ValueError(f"{player['username']} already holds a seat in room {self._seats[player['key']].id}")
+        from gamesvc.snapshots import room_from_snapshot
+
+        if str(data.get("id")) in self.rooms:
+            raise ValueError(f"room {data.get('id')} is already open")
+        room = room_from_snapshot(data, self._settings.chat_history, self._random_bytes, self._game_dice)
+        for seat in room.players:
+            if not seat.bot and seat.key in self._seats:
+                raise ValueError(f"{seat.username} already holds a seat in room {self._seats[seat.key].id}")
         self.rooms[room.id] = room
-        room.bot_takeover = snapshot.get("bot_takeover", False)
-        for player in snapshot["players"]:
-            seat = Seat(player["key"], player["username"], ready=player["ready"], client_seed=player.get("client_seed"))
-            if player.get("bot"):
-                seat.bot, seat.stand_in = True, player.get("stand_in", False)
-                room.players.append(seat)
-                continue
-            seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
-            room.players.append(seat)
-            self._seats[seat.key] = room
-        if snapshot.get("bots_left") is not None and room.status == WAITING:
-            self._start_fill(room, snapshot["bots_left"])
+        for seat in room.players:
+            if not seat.bot:
+                seat.grace = self._clock.callLater(self._settings.grace_seconds, self._grace_over, room, seat)
+                self._seats[seat.key] = room
+        if data.get("bots_left") is not None and room.status == WAITING:
+            self._start_fill(room, data["bots_left"])
         if room.status == PLAYING and room.game is not None and not room.game.finished:
-            left = snapshot["turn_left"] if snapshot["turn_left"] is not None else self._settings.turn_seconds
+            left = data["turn_left"] if data["turn_left"] is not None else self._settings.turn_seconds
             room.deadline = self._clock.seconds() + left
             room.turn_timer = self._clock.callLater(left, self._turn_expired, room)
             self._bot_turn(room)
-        if snapshot.get("record"):
-            self._results.submit({"entries": list(snapshot["entries"]), **snapshot["record"]})
+        if data.get("record"):
+            self._results.submit({"entries": room.entries, **data["record"]})
         room.last_summary = room.summary()
         log.info("room {room} restored ({status})", room=room.id, status=room.status)
+        # Every player was ready but the start was not checkpointed yet (a crash came between the two): start it
+        # now, as the last ready did; the seeds are the checkpoint's, so the dice are the ones that game would have had.
+        self._start_if_ready(room)
         return room
+
+    def evict(self, room_id: str) -> None:
+        """Forget a room this node no longer owns (its lease went to another node): its timers stop, nothing about it
+        is written, and its members here get `room.detached` with reason "moved" (joining again finds the room)."""
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return
+        self._stop_turn(room)
+        self._stop_fill(room)
+        room.cancel_coalescing()
+        for seat in room.players:
+            seat.cancel_grace()
+            if self._seats.get(seat.key) is room:
+                del self._seats[seat.key]
+        minds = room.minds()
+        for mind in minds:
+            if self._where.get(mind) is room:
+                del self._where[mind]
+        room.spectators.clear()
+        log.warn("room {room} moved to another node: its lease was lost", room=room_id)
+        for mind in minds:
+            self._send(mind, {"event": "room.detached", "room": room_id, "reason": "moved"})
 
     def stop(self) -> None:
         """Freeze every room for shutdown: no timer fires and no seat is given up from here on."""
@@ -895,8 +864,7 @@ class RoomService:
             room.state_timer = None
         room.changed_at = self._clock.seconds()
         room.version += 1
-        if self.checkpoints is not None:
-            self.checkpoints.room_changed(room)
+        self._listener.room_changed(room)
         self._broadcast(room, {"event": "room.state", "room": room.state()})
         self._lobby_changed(room)
 
@@ -935,37 +903,32 @@ class RoomService:
         room.lobby_sent = self._clock.seconds()
         self._to_watchers({"event": "lobby.room", "room": summary})
 
-    @contextmanager
-    def _delivery(self) -> Iterator[None]:
-        """Deliver messages; connections dropped meanwhile are handled when the outermost delivery ends."""
-        self._delivering += 1
-        try:
-            yield
-        finally:
-            self._delivering -= 1
-        if not self._delivering:
-            while self._dropped:
-                self.disconnected(self._dropped.pop(0))
-
     def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
         outgoing = Outgoing(message)
-        with self._delivery():
-            for mind in room.minds():
-                self._deliver(mind, outgoing)
+        outgoing.room = room.id
+        for mind in room.minds():
+            self._deliver(mind, outgoing)
 
     def _to_watchers(self, message: dict[str, Any]) -> None:
         outgoing = Outgoing(message)
-        with self._delivery():
-            for mind in list(self._watchers):
+        for mind in list(self._watchers):
+            self._deliver(mind, outgoing)
+
+    def to_watchers(self, outgoing: Outgoing, skip: object = None) -> None:
+        """Pass a lobby event of another node's room on to this node's lobby watchers (but `skip`)."""
+        for mind in list(self._watchers):
+            if mind is not skip:
                 self._deliver(mind, outgoing)
 
     def _send(self, mind: IMind, message: dict[str, Any]) -> None:
-        with self._delivery():
-            self._deliver(mind, Outgoing(message))
+        self._deliver(mind, Outgoing(message))
 
     def _deliver(self, mind: IMind, outgoing: Outgoing) -> None:
+        """Deliver one message. A mind never calls back into the rooms from `deliver` (a slow client is dropped by
+        its protocol, whose close tells us on a later turn); one that raises anyway is dropped on a later turn too,
+        so that a broadcast never re-enters the room code and nobody sees a newer state before an older one."""
         try:
             mind.deliver(outgoing)
         except Exception:
             log.failure("delivery failed; dropping the connection from its room")
-            self.disconnected(mind)
+            self._clock.callLater(0, self.disconnected, mind)

@@ -23,16 +23,21 @@ from gamesvc._defer import deferred
 from gamesvc.auth import AccountService
 from gamesvc.bus import IBus
 from gamesvc.checkpoints import Checkpoints
+from gamesvc.cluster.leases import RoomLeases
+from gamesvc.cluster.lobby import ClusterLobby, LobbyCache
+from gamesvc.cluster.node import ClusterNode
+from gamesvc.cluster.relay import Relay
 from gamesvc.config import Settings
 from gamesvc.embedded import EmbeddedMongo
 from gamesvc.errors import BusUnavailable, StoreUnavailable
 from gamesvc.metrics import Metrics, MeteredStore
 from gamesvc.passwords import BcryptHasher, IHasher
-from gamesvc.protocol import CLOSE_SERVICE_RESTART, GameFactory
+from gamesvc.protocol import CLOSE_SERVICE_RESTART, OPS, GameFactory
 from gamesvc.redisbus import RedisBus, parse_redis_uri
 from gamesvc.results import Journal, NoJournal, ResultJournal, ResultWriter
 from gamesvc.rooms import RoomService
 from gamesvc.sessions import LiveSessions
+from gamesvc.snapshots import snapshot
 from gamesvc.store.mongo import MongoStore
 from gamesvc.web import build_metrics_site, build_site
 
@@ -57,6 +62,15 @@ class Services:
     # The message bus between nodes (--redis-uri), None when the node runs alone; and this node's id.
     bus: IBus | None = None
     node_id: str = ""
+    # This node's part of the cluster (leases, takeovers) and its relay of room ops, None when the node runs alone.
+    cluster: ClusterNode | None = None
+    relay: Relay | None = None
+
+    def disconnected(self, mind: Any) -> None:
+        """A connection closed or signed out: its room (here, or on its owner node) keeps its seat for the grace."""
+        self.rooms.disconnected(mind)
+        if self.relay is not None:
+            self.relay.disconnected(mind)
 
 
 def default_node_id() -> str:
@@ -75,13 +89,32 @@ def build_services(
     results = ResultWriter(store, clock, settings.result_retry, journal)
     sessions = LiveSessions(clock)
     accounts = AccountService(store, clock, hasher, settings, sessions=sessions)
-    rooms = RoomService(clock, settings, results, **room_options)
-    checkpoints = Checkpoints(store, clock, rooms.snapshot, settings.result_retry, settings.checkpoint_interval)
-    rooms.checkpoints = checkpoints
-    services = Services(
-        settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions,
-        bus=bus, node_id=settings.node_id or default_node_id(),
+    node_id = settings.node_id or default_node_id()
+    # In a cluster, checkpoints are fenced by the epoch of this node's lease on each room (gamesvc.cluster.leases).
+    epochs: dict[str, int] | None = {} if bus is not None else None
+    checkpoints = Checkpoints(
+        store, clock, lambda room, final: snapshot(room, clock.seconds(), results.pending, chat=final),
+        settings.result_retry, settings.checkpoint_interval, epochs=epochs,
     )
+    leases = RoomLeases(store, clock, node_id, settings.lease_seconds, epochs, checkpoints) if epochs is not None else None
+    lobby_cache = LobbyCache()
+    rooms = RoomService(clock, settings, results, leases or checkpoints, lobby_cache.summaries, **room_options)
+    services = Services(
+        settings, clock, store, accounts, rooms, results, metrics, checkpoints, sessions, bus=bus, node_id=node_id,
+    )
+    if bus is not None and leases is not None:
+        lobby = ClusterLobby(node_id, lobby_cache, bus, rooms, store)
+        relay = Relay(
+            node_id, bus, clock, services, lobby_cache, store, OPS, settings.store_timeout, settings.lease_seconds,
+            leases.when_leased,
+        )
+        cluster = ClusterNode(
+            rooms, leases, checkpoints, bus, clock, settings.lease_renew_seconds or settings.lease_seconds / 4, lobby,
+            relay,
+        )
+        services.relay, services.cluster = relay, cluster
+        held = leases.epochs
+        metrics.callbacks.cluster = lambda: (len(held), relay.forwarded, relay.served, cluster.taken_over)
     metrics.callbacks.rooms_by_status = lambda: _count_by_status(rooms)
     metrics.callbacks.hash_queue = hasher.pending
     metrics.callbacks.pending_results = lambda: len(results.pending)
@@ -171,7 +204,7 @@ class GameService(MultiService):
         self.app.metrics.callbacks.authenticated = lambda: sum(
             1 for c in self.factory.connections if c.account is not None
         )
-        self.site = build_site(self.app, self.factory)
+        self.site = build_site(self.app, self.factory, reactor)
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self.store_ready: Deferred[None] = Deferred()
@@ -184,6 +217,11 @@ class GameService(MultiService):
         """Connect the store and restore the rooms, then listen; a store that does not answer within
         --store-timeout does not hold the port back (it is retried in the background)."""
         super().startService()
+        if self.settings.dice_seed is not None:
+            log.critical(
+                "--dice-seed {seed} is set: dice are predictable; this server is for testing only",
+                seed=self.settings.dice_seed,
+            )
         self._pool.start()
         self._journal_pool.start()
         # Before the store is reached: the journal is the only copy of these results.
@@ -202,7 +240,13 @@ class GameService(MultiService):
         ready = self._connect_store()
         ready.addErrback(lambda f: log.failure("store start-up failed", f))
         give_up = self._reactor.callLater(self.settings.store_timeout, self._listen)
-        ready.addBoth(lambda _: (give_up.cancel() if give_up.active() else None, self._listen()))
+
+        def listen_now(_: object) -> None:
+            if give_up.active():
+                give_up.cancel()
+            self._listen()
+
+        ready.addBoth(listen_now)
 
     def _listen(self) -> None:
         if self._listen_started or not self.running:
@@ -225,7 +269,7 @@ class GameService(MultiService):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        address = port.getHost()
+        address: Any = port.getHost()
         log.info("gamesvc listening on http://{host}:{port}/", host=address.host, port=address.port)
         self.listening.callback(port)
         # Objects made during start-up live for the whole run: keep the collector from rescanning them.
@@ -235,7 +279,8 @@ class GameService(MultiService):
 
     def _metrics_listening(self, port: IListeningPort) -> None:
         self.metrics_port = port
-        log.info("metrics on http://{host}:{port}/metrics", host=port.getHost().host, port=port.getHost().port)
+        address: Any = port.getHost()
+        log.info("metrics on http://{host}:{port}/metrics", host=address.host, port=address.port)
 
     def _cannot_listen(self, failure: Any, where: str) -> None:
         log.failure("cannot listen on {where}", failure, where=where)
@@ -252,7 +297,11 @@ class GameService(MultiService):
                 found = await self.app.results.recover()
                 if found:
                     log.info("finishing {n} game results left by an earlier run", n=found)
-                await self._restore_rooms()
+                if self.app.cluster is None:
+                    await self._restore_rooms()
+                else:
+                    # A node of a cluster restores no room by itself: it takes over those whose lease ran out.
+                    self.app.cluster.start()
                 log.info("store ready")
                 self.store_ready.callback(None)
                 return
@@ -283,7 +332,7 @@ class GameService(MultiService):
             self._gc_pauses.write()
         for port in (self.port, self.metrics_port):
             if port is not None:
-                await port.stopListening()
+                await maybeDeferred(port.stopListening)
         self.factory.announce_restart()
         rooms = self.app.rooms
         rooms.stop()
@@ -292,6 +341,9 @@ class GameService(MultiService):
         if not await self.app.checkpoints.flush(final=True):
             log.warn("{n} rooms could not be checkpointed: the store is unavailable", n=self.app.checkpoints.pending)
         self.app.checkpoints.stop()
+        if self.app.cluster is not None:
+            # After the last checkpoints: the other nodes take the rooms over at once instead of at the lease's end.
+            await self.app.cluster.stop()
         self.factory.close_all(CLOSE_SERVICE_RESTART, "server restarting")
         left = await self.app.results.flush()
         if left:

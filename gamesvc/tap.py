@@ -41,10 +41,15 @@ class Options(usage.Options):
         super().__init__()
         self._environ = os.environ if environ is None else environ
         self["allowed-origin"] = []
+        self["trusted-proxy"] = []
 
     def opt_allowed_origin(self, origin: str) -> None:
-        """Allowed WebSocket Origin (repeatable; wildcards like https://*.example.com allowed) [env GAMESVC_ALLOWED_ORIGINS, comma-separated; default: the server's own origin]"""
+        """Allowed WebSocket Origin (repeatable; `*` only as a whole leading label: https://*.example.com) [env GAMESVC_ALLOWED_ORIGINS, comma-separated; default: the server's own origin]"""
         self["allowed-origin"].append(origin)
+
+    def opt_trusted_proxy(self, network: str) -> None:
+        """Address or CIDR of a reverse proxy whose X-Forwarded-For is believed (repeatable) [env GAMESVC_TRUSTED_PROXIES, comma-separated; default: none]"""
+        self["trusted-proxy"].append(network)
 
     def postOptions(self) -> None:
         """Merge defaults, environment and command line (in that order) and validate into `self.settings`."""
@@ -70,7 +75,14 @@ class Options(usage.Options):
             except ValueError as e:
                 source = f"--{name}" if given else env_name(field)
                 raise usage.UsageError(f"{source}: {e}") from None
-        self.settings = Settings(**values)
+        settings = Settings(**values)
+        if settings.dice_seed is not None and settings.behind_tls:
+            # A seeded die is predictable: it must never face real players.
+            raise usage.UsageError("--dice-seed is for testing only and is refused together with --behind-tls")
+        renew = settings.lease_renew_seconds
+        if renew is not None and renew * 3 >= settings.lease_seconds:
+            raise usage.UsageError("--lease-renew-seconds must be less than a third of --lease-seconds")
+        self.settings = settings
 
 
 def makeService(options: Options) -> IService:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.python.failure import Failure
+from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from gamesvc import args
+from gamesvc.addresses import client_address, trusted_networks
 from gamesvc.auth import user_key
 from gamesvc.errors import GameError, StoreUnavailable, bad_request
 from gamesvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gamesvc.protocol import SESSION_COOKIE, GameFactory, session_token_from_cookie
+from gamesvc.protocol import (
+    GameFactory,
+    origin_allowed,
+    session_cookie_name,
+    session_cookie_values,
+)
 from gamesvc.results import visible_record
 from gamesvc.wire import encode
 
@@ -36,6 +46,8 @@ SECURITY_HEADERS = {
     b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
     b"server": b"gamesvc",
 }
+# Sent only with --behind-tls: browsers then refuse plain HTTP to this host for a year.
+HSTS = b"max-age=31536000"
 
 
 def static_resource() -> Resource:
@@ -82,7 +94,7 @@ class _JsonError(Resource):
         super().__init__()
         self._error = error
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> int:
         write_error(request, self._error)
         return server.NOT_DONE_YET
 
@@ -95,9 +107,11 @@ class Api(Resource):
     def __init__(self, services: Any) -> None:
         super().__init__()
         self._services = services
+        self._trusted = trusted_networks(services.settings.trusted_proxies)
+        self._cookie = session_cookie_name(services.settings.behind_tls)
 
     def render(self, request: server.Request) -> Any:
-        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath or []]
         method = request.method.decode("ascii", "replace")
         Deferred.fromCoroutine(self._serve(request, method, path)).addErrback(
             lambda f: log.failure("API request failed", f)
@@ -107,6 +121,8 @@ class Api(Resource):
     async def _serve(self, request: server.Request, method: str, path: list[str]) -> None:
         try:
             handler = self._route(method, path)
+            if method == "POST":
+                self._check_same_site(request)
             status, body = await handler(request)
             write_json(request, status, body)
         except GameError as e:
@@ -152,19 +168,52 @@ class Api(Resource):
         if content_type != b"application/json":
             raise bad_request("send the body as application/json")
         try:
-            body = json.loads(request.content.read() or b"{}")
+            body = json.loads((request.content.read() if request.content is not None else b"") or b"{}")
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             raise bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
         return body
 
+    def _check_same_site(self, request: server.Request) -> None:
+        """Refuse a state-changing request a browser sent from another site (CSRF, logout included).
+
+        An Origin header decides when present (the WebSocket's rule); else Sec-Fetch-Site; a request with
+        neither must carry a JSON body or an Authorization header, which no cross-site page can send without
+        a CORS preflight (which this server never grants).
+        """
+        settings = self._services.settings
+        origin = request.getHeader(b"origin")
+        if origin is not None:
+            host = request.getHeader(b"host")
+            if origin_allowed(
+                origin.decode("latin-1"),
+                host.decode("latin-1") if host is not None else None,
+                settings.behind_tls,
+                settings.allowed_origins,
+            ):
+                return
+            raise GameError("forbidden", "cross-site requests are refused")
+        fetch_site = request.getHeader(b"sec-fetch-site")
+        if fetch_site is not None:
+            if fetch_site.strip().lower() in (b"same-origin", b"none"):
+                return
+            raise GameError("forbidden", "cross-site requests are refused")
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json" and request.getHeader(b"authorization") is None:
+            raise GameError("forbidden", "send a JSON body (application/json) or a same-origin Origin header")
+
     def _token(self, request: server.Request) -> str | None:
         authorization = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-        return session_token_from_cookie((request.getHeader(b"cookie") or b"").decode("latin-1"))
+        cookies = "; ".join(h.decode("latin-1") for h in request.requestHeaders.getRawHeaders(b"cookie", []))
+        values = session_cookie_values(cookies, self._cookie)
+        if len(values) > 1:
+            # Two session cookies: one may have been planted by a sibling site (cookie tossing); trust neither.
+            raise bad_request("the session cookie is sent more than once")
+        return values[0] if values else None
 
     async def _account(self, request: server.Request) -> Any:
         token = self._token(request)
@@ -185,14 +234,20 @@ class Api(Resource):
 
     def _set_cookie(self, request: server.Request, token: str, max_age: int) -> None:
         secure = "; Secure" if self._services.settings.behind_tls else ""
-        cookie = f"{SESSION_COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}"
+        cookie = f"{self._cookie}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}"
         request.responseHeaders.addRawHeader(b"set-cookie", cookie.encode("ascii"))
 
     def _address(self, request: server.Request) -> str:
-        return getattr(request.getClientAddress(), "host", "unknown")
+        forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        return client_address(
+            getattr(request.getClientAddress(), "host", "unknown"),
+            b",".join(forwarded).decode("latin-1") if forwarded else None,
+            self._trusted,
+        )
 
     def _limit(self, request: server.Request, default: int) -> int:
-        raw = request.args.get(b"limit", [None])[0]
+        values = request.args.get(b"limit") if request.args is not None else None
+        raw = values[0] if values else None
         if raw is None:
             return default
         try:
@@ -326,28 +381,105 @@ class BoundedRequest(server.Request):
         super().handleContentChunk(data)
 
 
+class DeadlineChannel(http.HTTPChannel):
+    """An HTTP connection with absolute deadlines: one for a request's head (request line and headers, from the
+    connection's start or the next request's first byte) and one for its body.
+
+    Twisted's own `timeOut` is an idle timer that every byte resets, so a client sending one byte a minute
+    would hold a request open forever. Both deadlines end once the whole request is in, before it is served,
+    so a connection upgraded to WebSocket is never cut by them.
+    """
+
+    header_timeout = 10.0
+    body_timeout = 30.0
+    _deadline: IDelayedCall | None = None
+    _reading = True  # reading a request's head or body (False while one is served and between requests)
+
+    def _start(self, seconds: float, what: str) -> None:
+        self._stop()
+        self._deadline = self.callLater(seconds, functools.partial(self._expired, what, seconds))
+
+    def _stop(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _expired(self, what: str, seconds: float) -> None:
+        self._deadline = None
+        if self.transport is None:  # handed over (WebSocket) or gone
+            return
+        log.info("closing slow HTTP client {address}: {what} not received within {seconds}s",
+                 address=getattr(self.transport.getPeer(), "host", "?"), what=what, seconds=seconds)
+        cast(ITCPTransport, self.transport).abortConnection()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._start(self.header_timeout, "request headers")
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._reading and not self._handlingRequest:
+            # The first byte of the next request on a kept-alive connection starts its head's deadline.
+            self._reading = True
+            self._start(self.header_timeout, "request headers")
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()
+        if self.length == 0:
+            self._stop()
+        else:
+            self._start(self.body_timeout, "request body")
+
+    def allContentReceived(self) -> None:
+        self._stop()
+        self._reading = False
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop()
+        super().connectionLost(reason)
+
+
 class GameSite(server.Site):
-    """The site: security headers on every response, JSON errors, no tracebacks."""
+    """The site: security headers on every response, JSON errors, no tracebacks, deadlines for requests."""
 
     displayTracebacks = False
+    # A plain HTTP/1.1 channel (this site serves no TLS, so no HTTP/2 negotiation is lost), with deadlines.
+    protocol = DeadlineChannel  # type: ignore[assignment]
+    header_timeout = DeadlineChannel.header_timeout
+    body_timeout = DeadlineChannel.body_timeout
+    hsts = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        channel.header_timeout = self.header_timeout
+        channel.body_timeout = self.body_timeout
+        return channel
 
     def getResourceFor(self, request: server.Request) -> Resource:
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if self.hsts:
+            request.setHeader(b"strict-transport-security", HSTS)
         return super().getResourceFor(request)
 
 
-def build_site(services: Any, factory: GameFactory) -> GameSite:
-    """The whole site of one service instance."""
+def build_site(services: Any, factory: GameFactory, reactor: Any = None) -> GameSite:
+    """The whole site of one service instance (`reactor`: the clock of its deadlines; default the global one)."""
+    settings = services.settings
     root = static_resource()
     api = Api(services)
     root.putChild(b"api", api)
     root.putChild(b"healthz", Health(services))
-    if services.settings.metrics_port is None:
+    if settings.metrics_port is None:
         root.putChild(b"metrics", MetricsPage(services.metrics))
     root.putChild(b"ws", WebSocketEntry(factory))
-    request_class = type("Request", (BoundedRequest,), {"max_body": services.settings.max_body_bytes})
-    return GameSite(root, requestFactory=request_class)
+    request_class = type("Request", (BoundedRequest,), {"max_body": settings.max_body_bytes})
+    site = GameSite(root, requestFactory=request_class, reactor=reactor)
+    site.header_timeout = settings.http_header_timeout
+    site.body_timeout = settings.http_body_timeout
+    site.hsts = settings.behind_tls
+    return site
 
 
 def build_metrics_site(metrics: Any) -> GameSite:

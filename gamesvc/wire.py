@@ -43,10 +43,21 @@ def _whole_second(seconds: int) -> str:
 
 
 class Outgoing:
-    """One encoded message; a transport may cache its framed form here to frame it once per broadcast."""
+    """One encoded message; a transport caches its framed form (bytes) here to frame it once per broadcast."""
 
-    __slots__ = ("payload", "framed")
+    __slots__ = ("payload", "framed", "room")
 
     def __init__(self, message: dict[str, Any]) -> None:
         self.payload = encode(message)
         self.framed: Any = None
+        # The room whose members all get this message (a broadcast), which a cluster relays once per node.
+        self.room: str | None = None
+
+    @classmethod
+    def encoded(cls, payload: bytes) -> "Outgoing":
+        """A message that is encoded already (relayed from another node of a cluster as it was sent)."""
+        outgoing = cls.__new__(cls)
+        outgoing.payload = payload
+        outgoing.framed = None
+        outgoing.room = None
+        return outgoing

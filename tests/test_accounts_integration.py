@@ -39,9 +39,9 @@ async def serve(reactor: Any, mongo_uri: str) -> AsyncIterator[Start]:
         await running.service.stopService()
 
 
-def cookie_attributes(headers: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
+def cookie_attributes(headers: dict[str, list[str]], name: str = "gamesvc_session") -> tuple[str, dict[str, str]]:
     """The session cookie's value and its attributes (lower-case names) from a response's Set-Cookie."""
-    cookies = [c for c in headers.get("set-cookie", []) if c.startswith("gamesvc_session=")]
+    cookies = [c for c in headers.get("set-cookie", []) if c.startswith(f"{name}=")]
     assert len(cookies) == 1, headers.get("set-cookie")
     first, *attrs = [part.strip() for part in cookies[0].split(";")]
     found = {}
@@ -256,7 +256,7 @@ async def test_http_signup_login_cookie_me_logout(reactor: Any, serve: Start) ->
     status, _, body = await get(reactor, running, "/api/me", Authorization="Bearer nonsense")
     assert (status, body["error"]) == (401, "unauthenticated")
 
-    status, headers, _ = await post(reactor, running, "/api/logout", Cookie=f"gamesvc_session={token}")
+    status, headers, _ = await post(reactor, running, "/api/logout", {}, Cookie=f"gamesvc_session={token}")
     assert status == 200
     cleared, attributes = cookie_attributes(headers)
     assert cleared == "" and attributes["max-age"] == "0"
@@ -274,14 +274,14 @@ async def test_http_signup_login_cookie_me_logout(reactor: Any, serve: Start) ->
 
 @pytest_twisted.ensureDeferred
 async def test_http_cookie_secure_behind_tls(reactor: Any, serve: Start) -> None:
-    """With --behind-tls the session cookie is also Secure."""
+    """With --behind-tls the session cookie is __Host- prefixed and also Secure."""
     running = await serve(behind_tls=True)
     status, headers, _ = await post(reactor, running, "/api/signup", {"username": "tls_user", "password": PASSWORD})
     assert status == 200
-    _, attributes = cookie_attributes(headers)
+    _, attributes = cookie_attributes(headers, "__Host-gamesvc_session")
     assert "secure" in attributes and "httponly" in attributes and attributes["samesite"] == "Strict"
     status, headers, _ = await post(reactor, running, "/api/login", {"username": "tls_user", "password": PASSWORD})
-    assert "secure" in cookie_attributes(headers)[1]
+    assert "secure" in cookie_attributes(headers, "__Host-gamesvc_session")[1]
 
 
 @pytest_twisted.ensureDeferred
@@ -330,11 +330,16 @@ async def test_http_injection_in_every_field(reactor: Any, serve: Start) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_http_body_type_and_size(reactor: Any, serve: Start) -> None:
-    """A body that is not application/json is 400; one over the size limit is 413; a JSON charset parameter is fine."""
+    """A body that is not application/json is 403 without a same-origin Origin and 400 with one; one over the size
+    limit is 413; a JSON charset parameter is fine."""
     running = await serve()
     body = json.dumps({"username": "typed", "password": PASSWORD}).encode()
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/json"):
         status, _, reply = await post(reactor, running, "/api/signup", body, **{"Content-Type": content_type})
+        assert (status, reply["error"]) == (403, "forbidden"), content_type
+        status, _, reply = await post(
+            reactor, running, "/api/signup", body, **{"Content-Type": content_type, "Origin": running.url}
+        )
         assert (status, reply["error"]) == (400, "bad_request"), content_type
     # twisted.web itself answers an unparseable multipart body with a bare 400 before the API sees it.
     status, _, _ = await post(reactor, running, "/api/signup", body, **{"Content-Type": "multipart/form-data; boundary=x"})
@@ -352,8 +357,8 @@ async def test_http_body_type_and_size(reactor: Any, serve: Start) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_failed_logins_rate_limited_http_429(reactor: Any, serve: Start) -> None:
-    """After login_user_limit wrong passwords the next login (even a right one, on HTTP or WebSocket) is 429 with Retry-After."""
-    running = await serve(login_user_limit=3, login_window=900)
+    """After login_user_address_limit wrong passwords the next login from that address (even a right one, on HTTP or WebSocket) is 429 with Retry-After."""
+    running = await serve(login_user_address_limit=3, login_window=900)
     await post(reactor, running, "/api/signup", {"username": "locked", "password": PASSWORD})
     for _ in range(3):
         status, _, reply = await post(reactor, running, "/api/login", {"username": "locked", "password": "wrong password"})

@@ -200,8 +200,8 @@ async def test_login_opens_a_new_session() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_failed_logins_limited_per_user_across_addresses() -> None:
-    """After login_user_limit wrong passwords for one name (from any addresses) even the right one is rate_limited until the window passes."""
-    a = accounts(login_user_limit=3, login_address_limit=100, login_window=900)
+    """After login_user_limit wrong passwords for one name (from any addresses) even the right one is rate_limited until the per-user window passes."""
+    a = accounts(login_user_limit=3, login_address_limit=100, login_user_window=900)
     await a.service.signup("erin", GOOD, "9.9.9.9")
     for i in range(3):
         assert (await error_of(a.service.login("erin", "wrong password", f"10.0.0.{i}"))).code == "bad_credentials"
@@ -239,7 +239,7 @@ async def test_failed_logins_limited_per_address() -> None:
 @pytest_twisted.ensureDeferred
 async def test_login_window_slides() -> None:
     """The window slides: each old failure frees one attempt exactly when it leaves the window."""
-    a = accounts(login_user_limit=3, login_window=900)
+    a = accounts(login_user_address_limit=3, login_window=900)
     await a.service.signup("hank", GOOD, "9.9.9.9")
     for step in (0, 600, 100):  # failures at t=0, 600, 700
         a.clock.advance(step)
@@ -253,16 +253,62 @@ async def test_login_window_slides() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_success_resets_user_failures() -> None:
-    """A successful login clears that name's failure count."""
-    a = accounts(login_user_limit=3, login_address_limit=100)
+async def test_success_resets_failures_from_its_address_only() -> None:
+    """A successful login clears the name's failures from that address; failures from other addresses keep counting."""
+    a = accounts(login_user_address_limit=3, login_user_limit=6, login_address_limit=100)
     await a.service.signup("ivan", GOOD, "9.9.9.9")
     for _ in range(2):
         await error_of(a.service.login("ivan", "wrong password", "1.2.3.4"))
+    await error_of(a.service.login("ivan", "wrong password", "6.6.6.6"))
     await a.service.login("ivan", GOOD, "1.2.3.4")
     for _ in range(3):
         assert (await error_of(a.service.login("ivan", "wrong password", "1.2.3.4"))).code == "bad_credentials"
     assert (await error_of(a.service.login("ivan", "wrong password", "1.2.3.4"))).code == "rate_limited"
+    # Across addresses the name has 2 + 1 + 3 = 6 failures: login_user_limit, from anywhere.
+    assert (await error_of(a.service.login("ivan", GOOD, "5.5.5.5"))).code == "rate_limited"
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_passwords_from_one_address_do_not_lock_out_the_owner() -> None:
+    """login_user_address_limit failures from one address lock that address out of the name; the owner elsewhere logs in."""
+    a = accounts(login_user_address_limit=5, login_user_limit=50, login_address_limit=100)
+    await a.service.signup("owner", GOOD, "9.9.9.9")
+    for _ in range(5):
+        assert (await error_of(a.service.login("owner", "wrong password", "6.6.6.6"))).code == "bad_credentials"
+    limited = await error_of(a.service.login("owner", GOOD, "6.6.6.6"))
+    assert limited.code == "rate_limited" and limited.retry_after == pytest.approx(900)
+    assert (await a.service.login("owner", GOOD, "1.1.1.1")).user["username"] == "owner"
+
+
+@pytest_twisted.ensureDeferred
+async def test_per_user_limit_across_addresses_uses_its_longer_window() -> None:
+    """Failures of one name from many addresses are limited by login_user_limit over login_user_window, not login_window."""
+    a = accounts(login_user_address_limit=5, login_user_limit=4, login_user_window=3600, login_window=900)
+    await a.service.signup("paula", GOOD, "9.9.9.9")
+    for i in range(4):
+        await error_of(a.service.login("paula", "wrong password", f"10.9.0.{i}"))
+    a.clock.advance(1000)  # past login_window, within login_user_window
+    limited = await error_of(a.service.login("paula", GOOD, "1.1.1.1"))
+    assert limited.code == "rate_limited" and limited.retry_after == pytest.approx(2600)
+
+
+@pytest_twisted.ensureDeferred
+async def test_successful_logins_count_toward_the_attempt_limits() -> None:
+    """Right passwords count toward login_user_attempts and login_address_attempts, so one known password cannot buy unlimited hashes."""
+    a = accounts(login_user_attempts=3, login_address_attempts=100)
+    await a.service.signup("quinn", GOOD, "9.9.9.9")
+    for i in range(3):
+        await a.service.login("quinn", GOOD, f"10.1.0.{i}")
+    checks = a.hasher.checks
+    limited = await error_of(a.service.login("quinn", GOOD, "10.1.0.9"))
+    assert limited.code == "rate_limited" and a.hasher.checks == checks
+    b = accounts(login_user_attempts=100, login_address_attempts=3)
+    await b.service.signup("rosa", GOOD, "9.9.9.9")
+    await b.service.signup("saul", GOOD, "9.9.9.9")
+    for name in ("rosa", "saul", "rosa"):
+        await b.service.login(name, GOOD, "4.4.4.4")
+    assert (await error_of(b.service.login("saul", GOOD, "4.4.4.4"))).code == "rate_limited"
+    assert (await b.service.login("saul", GOOD, "4.4.4.5")).user["username"] == "saul"
 
 
 @implementer(IHasher)
@@ -279,6 +325,9 @@ class GatedHasher(PlainHasher):
         self.gates.append((d, hashed == b"plain$" + password))
         return d
 
+    def pending(self) -> int:
+        return len(self.gates)
+
     def release(self) -> None:
         """Answer every waiting check."""
         gates, self.gates = self.gates, []
@@ -290,13 +339,72 @@ class GatedHasher(PlainHasher):
 async def test_concurrent_guesses_cannot_outrun_the_limit() -> None:
     """Guesses sent at once (many connections) count while their bcrypt checks are running: only the limit reaches the hasher."""
     hasher = GatedHasher()
-    a = accounts(hasher=hasher, login_user_limit=3, login_address_limit=100)
+    a = accounts(hasher=hasher, login_user_limit=3, login_address_limit=100, hash_user_limit=100)
     await a.service.signup("judy", GOOD, "9.9.9.9")
     attempts = [a.service.login("judy", f"guess number {i}", f"10.0.1.{i}") for i in range(20)]
     assert hasher.checks == 3
     hasher.release()
     codes = [(await error_of(d)).code for d in attempts]
     assert codes.count("bad_credentials") == 3 and codes.count("rate_limited") == 17
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_hash_queue_answers_unavailable_at_once() -> None:
+    """With hash_queue_limit hashes waiting, login and signup answer unavailable (retry_after 1) without hashing, and the refusal still counts as an attempt."""
+    hasher = GatedHasher()
+    a = accounts(hasher=hasher, hash_queue_limit=2, hash_user_limit=100, login_user_attempts=3, login_address_limit=100)
+    await a.service.signup("tess", GOOD, "9.9.9.9")
+    waiting = [a.service.login("tess", GOOD, f"10.2.0.{i}") for i in range(2)]
+    busy = await error_of(a.service.login("tess", GOOD, "10.2.0.9"))
+    assert busy.code == "unavailable" and busy.status == 503 and busy.to_json()["retry_after"] == 1.0
+    hashes = hasher.hashes
+    assert (await error_of(a.service.signup("newbie", GOOD, "10.2.0.8"))).code == "unavailable"
+    assert hasher.checks == 2 and hasher.hashes == hashes
+    hasher.release()
+    for d in waiting:
+        await d
+    assert a.service.hashing == {}
+    # The refused attempt was counted: the name has used its 3 attempts (and nothing waits for the gate).
+    assert (await error_of(a.service.login("tess", GOOD, "10.2.0.7"))).code == "rate_limited"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hashes_in_flight_are_capped_per_address() -> None:
+    """One address gets at most hash_address_limit hashes in flight (more: rate_limited); other addresses are not affected."""
+    hasher = GatedHasher()
+    a = accounts(hasher=hasher, hash_address_limit=2, hash_queue_limit=100)
+    for name in ("uma", "vic", "walt"):
+        await a.service.signup(name, GOOD, "9.9.9.9")
+    first = [a.service.login(name, GOOD, "7.7.7.7") for name in ("uma", "vic")]
+    limited = await error_of(a.service.login("walt", GOOD, "7.7.7.7"))
+    assert limited.code == "rate_limited" and limited.retry_after == 1.0 and hasher.checks == 2
+    other = a.service.login("walt", GOOD, "7.7.7.8")
+    assert hasher.checks == 3 and a.service.hashing == {"7.7.7.7": 2, "7.7.7.8": 1}
+    hasher.release()
+    for d in [*first, other]:
+        await d
+    assert a.service.hashing == {}
+    again = a.service.login("walt", GOOD, "7.7.7.7")
+    hasher.release()
+    assert (await again).user["username"] == "walt"
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_checks_in_flight_are_capped_per_username() -> None:
+    """One username gets at most hash_user_limit login checks in flight, from any addresses (more: rate_limited); other names are not affected."""
+    hasher = GatedHasher()
+    a = accounts(hasher=hasher, hash_user_limit=1, hash_queue_limit=100)
+    for name in ("xena", "yuri"):
+        await a.service.signup(name, GOOD, "9.9.9.9")
+    first = a.service.login("xena", GOOD, "10.3.0.1")
+    limited = await error_of(a.service.login("XENA", GOOD, "10.3.0.2"))
+    assert limited.code == "rate_limited" and limited.retry_after == 1.0 and hasher.checks == 1
+    other = a.service.login("yuri", GOOD, "10.3.0.2")
+    assert a.service.checking == {"xena": 1, "yuri": 1}
+    hasher.release()
+    await first
+    await other
+    assert a.service.checking == {} and a.service.hashing == {}
 
 
 @pytest_twisted.ensureDeferred
@@ -416,6 +524,8 @@ async def test_resume_with_unknown_tokens() -> None:
         ('gamesvc_session="abc"', "abc"),
         ("other_gamesvc_session=abc", None),
         ("gamesvc_session=", None),
+        ("gamesvc_session=abc; gamesvc_session=def", None),
+        ("gamesvc_session=abc, gamesvc_session=def", None),
         ("", None),
         (None, None),
     ],

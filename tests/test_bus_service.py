@@ -190,3 +190,16 @@ def test_memory_services_of_simulated_nodes_share_a_clock_and_a_hub() -> None:
     a.bus.start()
     assert b"gamesvc_bus_connected 1.0" in a.metrics.exposition()
     assert b"gamesvc_bus_connected 0.0" in b.metrics.exposition()
+
+
+def test_lease_options() -> None:
+    """--lease-seconds defaults to 10 and --lease-renew-seconds to none (a quarter of the lease); a renewal
+    interval of a third of the lease or more is a usage error, since a node must renew well before its lease ends."""
+    default = parse([])
+    assert default.lease_seconds == 10.0 and default.lease_renew_seconds is None
+    assert parse(["--lease-seconds", "2"]).lease_seconds == 2.0
+    assert parse(["--lease-seconds", "9", "--lease-renew-seconds", "2.5"]).lease_renew_seconds == 2.5
+    with pytest.raises(usage.UsageError):
+        parse(["--lease-seconds", "9", "--lease-renew-seconds", "3"])
+    with pytest.raises(usage.UsageError):
+        parse(["--lease-seconds", "0.5"])

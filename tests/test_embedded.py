@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
@@ -113,6 +114,20 @@ class LauncherProcess(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         """Fire ``ended`` with the ProcessDone/ProcessTerminated exception."""
         self.ended.callback(reason.value)  # a Failure would errback
+
+
+def test_data_dir_is_created_private_and_an_existing_one_narrowed(tmp_path: Path) -> None:
+    """The launcher creates the data folder mode 0700, and narrows an existing folder to 0700 and its files to 0600."""
+    fresh = tmp_path / "fresh"
+    assert _nxlaunch.secure_data_dir(str(fresh)) == str(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    (old / "gamesvc.db").write_bytes(b"")
+    (old / "gamesvc.db").chmod(0o644)
+    _nxlaunch.secure_data_dir(str(old))
+    assert stat.S_IMODE(old.stat().st_mode) == 0o700
+    assert stat.S_IMODE((old / "gamesvc.db").stat().st_mode) == 0o600
 
 
 def test_ismaster_reply_has_ismaster_field(tmp_path: Path) -> None:

@@ -813,6 +813,9 @@ def test_a_malformed_request_is_answered_after_the_earlier_replies() -> None:
             hashes.append(d)
             return d
 
+        def pending(self) -> int:
+            return len(hashes)
+
     harness.services.accounts._hasher = SlowHasher()
     conn = harness.slots[0]
     conn.onMessage(_frame({"op": "signup", "id": 1, "username": USERS[0], "password": PASSWORD}), False)

@@ -47,16 +47,19 @@ def add_users(store: Any, *names: str) -> None:
 
 
 def test_every_change_is_checkpointed() -> None:
-    """After each roll the room's checkpoint in the store holds the new positions and version."""
+    """After each roll the room's checkpoint in the store holds the new move and version; the game is kept as its
+    players and its one log of moves, nothing the log already says (positions, turn)."""
     services, ann, bob, room_id = seated_game(ScriptedDice(3, 4))
     services.rooms.roll(ann)
     services.clock.advance(0)
     saved = services.raw_store.rooms[room_id]
-    assert saved["game"]["positions"] == {"ann": 3, "bob": 0}
+    assert saved["game"] == {"players": ["ann", "bob"]}
+    assert [(e["player"], e["to"], e["n"]) for e in saved["entries"]] == [("ann", 3, 0)]
     assert saved["version"] == services.rooms.rooms[room_id].version
     services.rooms.roll(bob)
     services.clock.advance(0)
-    assert services.raw_store.rooms[room_id]["game"]["positions"] == {"ann": 3, "bob": 14}  # 4 is a ladder foot
+    entries = services.raw_store.rooms[room_id]["entries"]
+    assert [(e["player"], e["to"], e["n"]) for e in entries] == [("ann", 3, 0), ("bob", 14, 1)]  # 4 is a ladder foot
 
 
 def test_restore_carries_the_game_on() -> None:

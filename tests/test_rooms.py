@@ -434,7 +434,8 @@ def test_spectating_connection_of_a_seated_user_takes_the_seat() -> None:
 
 
 def test_failing_connection_is_dropped_from_the_room_not_the_room() -> None:
-    """A connection whose delivery raises is treated as disconnected; the others keep getting events."""
+    """A connection whose delivery raises is treated as disconnected on the next reactor turn (never from inside
+    the broadcast); the others keep getting events."""
     services = memory_services(dice=ScriptedDice())
     rooms = services.rooms
     room_id, alice, bob = two_player_room(services)
@@ -445,22 +446,26 @@ def test_failing_connection_is_dropped_from_the_room_not_the_room() -> None:
     bob.deliver = broken  # type: ignore[method-assign]
     rooms.chat(alice, "still there?")
     assert alice.last("room.chat")["text"] == "still there?"
+    assert player(alice.last("room.state")["room"], "bob")["connected"] is True
+    services.clock.advance(0)
     assert player(alice.last("room.state")["room"], "bob")["connected"] is False
 
 
 class DroppingMind(FakeMind):
-    """A connection that the transport drops while a message is being delivered to it (a slow client)."""
+    """A connection that the transport drops while a message is being delivered to it (a slow client): as the
+    protocol does, the rooms hear of it on the next reactor turn."""
 
-    def __init__(self, username: str, rooms: RoomService) -> None:
+    def __init__(self, username: str, rooms: RoomService, clock: Any) -> None:
         super().__init__(username)
         self.rooms = rooms
+        self.clock = clock
         self.armed = False
 
     def deliver(self, outgoing: Any) -> None:
         super().deliver(outgoing)
         if self.armed:
             self.armed = False
-            self.rooms.disconnected(self)
+            self.clock.callLater(0, self.rooms.disconnected, self)
 
 
 def test_drop_during_a_broadcast_keeps_the_order() -> None:
@@ -469,7 +474,7 @@ def test_drop_during_a_broadcast_keeps_the_order() -> None:
     rooms = services.rooms
     alice = FakeMind("alice")
     room_id = rooms.create(alice, "t", 4, False)["room"]["id"]
-    slow, slower = DroppingMind("slow", rooms), DroppingMind("slower", rooms)
+    slow, slower = DroppingMind("slow", rooms, services.clock), DroppingMind("slower", rooms, services.clock)
     rooms.join(slow, room_id)
     rooms.join(slower, room_id)
     carol = FakeMind("carol")
@@ -478,8 +483,10 @@ def test_drop_during_a_broadcast_keeps_the_order() -> None:
 
     slow.armed = True
     rooms.chat(alice, "hello")
+    services.clock.advance(0)
     slower.armed = True
     rooms.ready(alice, True)
+    services.clock.advance(0)
     for mind in (alice, carol):
         assert_versions_step_by_one(mind)
         assert player(states(mind)[-1], "slow")["connected"] is False
@@ -871,3 +878,51 @@ def test_results_pending_at_shutdown_get_one_more_attempt() -> None:
     left = services.results.flush()
     assert left.result == 0 and services.raw_store.users["ann"]["wins"] == 1
     assert services.raw_store.users["bob"]["games"] == 1
+
+
+# One owner per fact
+
+
+class RecordingListener:
+    """An IRoomListener that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str, int]] = []
+
+    def room_changed(self, room: Any) -> None:
+        self.told.append(("changed", room.id, room.version))
+
+    def room_closed(self, room: Any) -> None:
+        self.told.append(("closed", room.id, room.version))
+
+
+def test_the_room_listener_comes_in_the_constructor_and_hears_every_change_and_close() -> None:
+    """The listener passed to RoomService hears each new version and the closing; the checkpoints implement it."""
+    from zope.interface.verify import verifyObject
+
+    from gamesvc.interfaces import IRoomListener
+
+    services = memory_services()
+    verifyObject(IRoomListener, services.checkpoints)
+    listener = RecordingListener()
+    rooms = RoomService(services.clock, services.settings, services.results, listener)
+    alice = FakeMind("alice")
+    room_id = rooms.create(alice, "t", 2, False)["room"]["id"]
+    rooms.ready(alice, True)
+    rooms.leave(alice)
+    assert listener.told == [("changed", room_id, 1), ("changed", room_id, 2), ("closed", room_id, 2)]
+
+
+def test_a_rooms_moves_live_in_the_games_log_only() -> None:
+    """Room.entries is read from the game's log (with the room's notes: n, at, auto); replaying it rebuilds the game."""
+    services = memory_services(dice=ScriptedDice(3, 4))
+    rooms = services.rooms
+    room_id, alice, bob = two_player_room(services)
+    rooms.ready(alice, True)
+    rooms.ready(bob, True)
+    rooms.roll(alice)
+    room = rooms.rooms[room_id]
+    assert room.entries == room.game.record_entries()
+    assert room.entries[0]["n"] == 0 and room.entries[0]["auto"] is False and "at" in room.entries[0]
+    rebuilt = replay(list(room.game.order), room.entries)
+    assert rebuilt.positions == room.game.positions and rebuilt.record_entries() == room.entries

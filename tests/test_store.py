@@ -143,3 +143,78 @@ async def test_mongo_checkpoint_documents(store: Any) -> None:
     await store._db.rooms.insert_one({"_id": "GONE01:0", "move_of": "GONE01", "n": 0, "entry": moves[0]})
     assert await store.load_rooms() == [{"id": "ROOM01", "game_id": "G1", "entries": moves}]
     assert await store._db.rooms.count_documents({"move_of": "GONE01"}) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_leases_new_room_renew_expire_and_take_over(store: Any) -> None:
+    """A new room's lease has epoch 1; another node cannot take it while it runs, can once it expired (epoch 2), and
+    then the first node can neither renew nor release it; the owner may acquire its own room again."""
+    assert await store.acquire_lease("ROOM01", "a", 100.0, 110.0) == 1
+    assert await store.acquire_lease("ROOM01", "b", 105.0, 115.0) is None
+    assert await store.renew_leases("a", {"ROOM01": 1}, 120.0) == []
+    assert await store.acquire_lease("ROOM01", "b", 115.0, 125.0) is None  # renewed: still held
+    assert await store.acquire_lease("ROOM01", "b", 121.0, 131.0) == 2
+    assert await store.renew_leases("a", {"ROOM01": 1}, 140.0) == ["ROOM01"]
+    assert await store.release_lease("ROOM01", "a", 1) is False
+    assert await store.acquire_lease("ROOM01", "b", 122.0, 132.0) == 3  # its own room: a new epoch, at once
+    assert await store.load_room("ROOM01") is None  # only a lease so far: no checkpoint to load
+    assert await store.load_rooms() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_released_lease_is_taken_at_once(store: Any) -> None:
+    """A released lease (SIGTERM hands rooms over) can be acquired by another node before its expiry."""
+    assert await store.acquire_lease("ROOM01", "a", 100.0, 110.0) == 1
+    assert await store.release_lease("ROOM01", "a", 1) is True
+    assert await store.acquire_lease("ROOM01", "b", 101.0, 111.0) == 2
+    await store.save_rooms([{"id": "PLAIN1", "v": 1}])  # a single node's room has no lease
+    assert await store.room_lease("ROOM01") == {"id": "ROOM01", "owner": "b", "epoch": 2, "lease_expires": 111.0}
+    assert await store.room_lease("PLAIN1") is None and await store.room_lease("NONE01") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_leases_renewed_together_and_the_claimable_ones(store: Any) -> None:
+    """A node renews all its leases in one call and learns which it lost; the claimable leases are the expired
+    ones and the node's own (a previous run of it)."""
+    for room_id, node in (("R1", "a"), ("R2", "a"), ("R3", "b")):
+        assert await store.acquire_lease(room_id, node, 100.0, 110.0) == 1
+    assert await store.acquire_lease("R2", "b", 111.0, 121.0) == 2  # R2's lease ran out: b has it now
+    assert await store.renew_leases("a", {"R1": 1, "R2": 1, "GONE": 1}, 130.0) == ["R2", "GONE"]
+    assert (await store.room_lease("R1"))["lease_expires"] == 130.0
+    assert (await store.room_lease("R2"))["lease_expires"] == 121.0
+    assert await store.renew_leases("a", {}, 130.0) == []
+    claimable = await store.claimable_leases("a", 115.0)
+    assert sorted(lease["id"] for lease in claimable) == ["R1", "R3"]  # R3 expired at 110, R1 is a's own
+    assert sorted(lease["id"] for lease in await store.claimable_leases("c", 125.0)) == ["R2", "R3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_checkpoints_are_fenced_by_the_epoch(store: Any) -> None:
+    """A checkpoint with an epoch is written only while the lease has that epoch, and keeps the lease's fields; the
+    fenced-off rooms are the result. A deletion with a stale epoch leaves the room alone."""
+    await store.acquire_lease("ROOM01", "a", 100.0, 110.0)
+    assert await store.save_rooms([{"id": "ROOM01", "epoch": 1, "v": 1, "entries": [{"forfeit": "x"}]}]) == []
+    loaded = await store.load_room("ROOM01")
+    assert loaded["v"] == 1 and loaded["entries"] == [{"forfeit": "x"}]
+    assert (loaded["owner"], loaded["epoch"], loaded["lease_expires"]) == ("a", 1, 110.0)
+    assert await store.acquire_lease("ROOM01", "b", 111.0, 121.0) == 2
+    stale = {"id": "ROOM01", "epoch": 1, "v": 9, "entries": [{"forfeit": "y"}]}
+    assert await store.save_rooms([stale]) == ["ROOM01"]
+    await store.delete_room("ROOM01", epoch=1)
+    loaded = await store.load_room("ROOM01")
+    assert loaded["v"] == 1 and loaded["entries"] == [{"forfeit": "x"}] and loaded["owner"] == "b"
+    assert await store.save_rooms([{"id": "ROOM01", "epoch": 2, "v": 2, "entries": [{"forfeit": "x"}],
+                                    "stored_entries": 1}]) == []
+    assert [(r["v"], r["epoch"]) for r in await store.load_rooms()] == [(2, 2)]
+    await store.delete_room("ROOM01", epoch=2)
+    assert await store.load_room("ROOM01") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_of_player(store: Any) -> None:
+    """The room whose checkpoint seats a user is found by the user's key; a user seated nowhere has none."""
+    await store.save_rooms([{"id": "ROOM01", "players": [{"key": "ann", "username": "Ann"}, {"key": "bob"}]}])
+    await store.save_rooms([{"id": "ROOM02", "players": [{"key": "cy"}]}])
+    assert await store.room_of_player("bob") == "ROOM01"
+    assert await store.room_of_player("cy") == "ROOM02"
+    assert await store.room_of_player("Ann") is None and await store.room_of_player("dan") is None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+import stat
 import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.python import usage
 
 from gamesvc.config import Settings
@@ -61,6 +63,37 @@ def test_bad_values_are_usage_errors(argv: list[str], env: dict[str, str], fragm
         parse(argv, env)
 
 
+def test_dice_seed_is_refused_behind_tls() -> None:
+    """--dice-seed together with --behind-tls (from the command line or the environment) is a usage error."""
+    with pytest.raises(usage.UsageError, match="dice-seed"):
+        parse(["--dice-seed", "7", "--behind-tls"])
+    with pytest.raises(usage.UsageError, match="dice-seed"):
+        parse([], {"GAMESVC_DICE_SEED": "7", "GAMESVC_BEHIND_TLS": "yes"})
+    assert parse(["--dice-seed", "7"]).dice_seed == 7
+
+
+def test_dice_seed_logs_a_critical_warning_at_every_start(tmp_path: Path) -> None:
+    """Starting a service with --dice-seed logs a critical event naming it; without it, no critical event."""
+    from twisted.internet.task import Clock
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for seed in ("5", None):
+            argv = ["--mongo-uri", "mongodb://127.0.0.1:1/", "--port", "0"] + (["--dice-seed", seed] if seed else [])
+            service = GameService(Clock(), parse(argv))
+            service._pool.start = lambda: None  # type: ignore[method-assign]  # no threads for this check
+            service._connect_store = lambda: Deferred()  # type: ignore[method-assign]  # and no store
+            service.startService()
+            critical = [e for e in events if e.get("log_level") == LogLevel.critical]
+            assert len(critical) == (1 if seed else 0)
+            service.running = False
+            events.clear()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
 def test_make_service_does_no_io(tmp_path: Path) -> None:
     """makeService builds the service tree without starting anything: no child process, no port, no data dir."""
     data_dir = tmp_path / "data"
@@ -105,6 +138,10 @@ def test_twistd_serves_and_data_survives_restart(data_dir: Path) -> None:
     # twistd re-raises the signal it stopped on, so a clean SIGTERM exit reads as -SIGTERM.
     assert first.process.returncode in (0, -signal.SIGTERM) and took < 10
     assert not list(data_dir.parent.glob("twistd.pid"))
+    # The store's folder and files are private to the service's user.
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in files)
     second = Twistd(data_dir)
     try:
         status, body = call(second.url + "/api/login", {"username": "keeper", "password": "password1"})

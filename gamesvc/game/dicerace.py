@@ -223,6 +223,9 @@ class Roll:
     won: bool
     # True for the third six in a row, which sends the player back to the turn's start.
     reset: bool = False
+    # What the caller wrote down with the roll (e.g. when, and whether the server rolled): opaque to the rules,
+    # kept in the record entry so that the game's log is the only log of its moves.
+    notes: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``game.rolled`` fields (without ``room``); ``reset`` only when true."""
@@ -244,10 +247,15 @@ class Forfeit:
     """A player leaving the game for good (their reconnection grace ran out)."""
 
     player: str
+    notes: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record entry ``{"forfeit": username}``."""
         return {"forfeit": self.player}
+
+
+# The keys of a record entry that the rules read; any other key is a note (`Roll.notes`).
+RULE_KEYS = frozenset({"player", "dice", "from", "to", "via", "again", "won", "reset", "forfeit"})
 
 
 Event = Roll | Forfeit
@@ -326,8 +334,8 @@ class DiceRace:
         """Every roll so far, in order."""
         return [event for event in self._log if isinstance(event, Roll)]
 
-    def roll(self, player: str) -> Roll:
-        """Roll the die for ``player``, move them, and pass the turn on when it ends."""
+    def roll(self, player: str, notes: Mapping[str, Any] | None = None) -> Roll:
+        """Roll the die for ``player``, move them, and pass the turn on when it ends; ``notes`` go to its entry."""
         if self._winner is not None:
             raise GameFinished("the game is over")
         if player != self.current:
@@ -344,7 +352,7 @@ class DiceRace:
             to, via = self._board.move(start, dice)
         won = to == self._board.size
         again = dice == DIE_FACES and not won and not reset
-        result = Roll(player, dice, start, to, via, again, won, reset)
+        result = Roll(player, dice, start, to, via, again, won, reset, notes=dict(notes or {}))
 
         self._positions[player] = to
         self._log.append(result)
@@ -356,8 +364,8 @@ class DiceRace:
             self._pass_turn()
         return result
 
-    def forfeit(self, player: str) -> None:
-        """Remove ``player`` from the turn order; the last one left wins."""
+    def forfeit(self, player: str, notes: Mapping[str, Any] | None = None) -> None:
+        """Remove ``player`` from the turn order; the last one left wins; ``notes`` go to its entry."""
         if player not in self._positions:
             raise ValueError(f"{player!r} is not playing in this game")
         if player in self._forfeited:
@@ -366,7 +374,7 @@ class DiceRace:
             raise GameFinished("the game is over")
         was_current = player == self.current
         self._forfeited.append(player)
-        self._log.append(Forfeit(player))
+        self._log.append(Forfeit(player, notes=dict(notes or {})))
         remaining = self.active
         if len(remaining) == 1:
             self._finish(remaining[0])
@@ -405,8 +413,13 @@ class DiceRace:
         return table
 
     def record_entries(self) -> list[dict[str, Any]]:
-        """Return every roll and forfeit so far, in order, as the stored record's entries."""
-        return [event.to_json() for event in self._log]
+        """Return every roll and forfeit so far, in order, as the stored record's entries (with their notes)."""
+        return [{**event.to_json(), **event.notes} if event.notes else event.to_json() for event in self._log]
+
+    @property
+    def moves(self) -> int:
+        """How many entries (rolls and forfeits) the game's log holds."""
+        return len(self._log)
 
     def to_dict(self, record: bool = True, default_board: bool = True) -> dict[str, Any]:
         """Return the whole state as plain JSON-able data for ``from_dict``.
@@ -464,6 +477,10 @@ class DiceRace:
         game._rng = rng if rng is not None else secure_die
         return game
 
+    def set_die(self, rng: Die) -> None:
+        """Roll from now on with ``rng`` (a replayed game goes on with the dice of its room)."""
+        self._rng = rng
+
     def _pass_turn(self) -> None:
         """Hand the turn to the next player in seat order who has not forfeited."""
         assert self._current is not None
@@ -492,7 +509,7 @@ def replay(
 
     Roll entries must carry ``player``, ``dice``, ``from`` and ``to``; ``via``,
     ``again`` and ``reset`` are checked too when present (a missing ``reset``
-    means false, as ``Roll.to_json`` writes it).
+    means false, as ``Roll.to_json`` writes it). Keys the rules do not read are kept as the entry's notes.
     """
     recorded_dice: deque[int] = deque()
     game = DiceRace(players, rng=recorded_dice.popleft, board=board)
@@ -500,11 +517,12 @@ def replay(
         try:
             if not isinstance(entry, Mapping):
                 raise ValueError("entry is not an object")
+            notes = {k: v for k, v in entry.items() if k not in RULE_KEYS}
             if "forfeit" in entry:
-                game.forfeit(entry["forfeit"])
+                game.forfeit(entry["forfeit"], notes)
                 continue
             recorded_dice.append(entry["dice"])
-            result = game.roll(entry["player"]).to_json()
+            result = game.roll(entry["player"], notes).to_json()
             result.setdefault("reset", False)
             claimed = {
                 "from": entry["from"],

@@ -416,7 +416,7 @@ async function logout() {
     }
     ws.stop();
     try {
-      await api('POST', '/api/logout');
+      await api('POST', '/api/logout', {}); // a JSON body: the server refuses state-changing POSTs without one or a same-origin Origin
     } catch (err) {
       console.warn('logout:', errorText(err));
     }

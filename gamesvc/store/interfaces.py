@@ -65,16 +65,47 @@ class IStore(Interface):
         """Note that a record's results have been applied."""
 
     # Room checkpoints, for restarts
-    def save_rooms(snapshots: list) -> Deferred[None]:
-        """Insert or replace rooms' checkpoints in bulk.
+    def save_rooms(snapshots: list) -> Deferred[list[str]]:
+        """Insert or replace rooms' checkpoints in bulk; fires with the ids of the rooms whose write was fenced off.
 
         Each snapshot has its room's `id` and may have `entries`, a list that only grows during a game, and
         `stored_entries`: how many of those entries an earlier save_rooms of this room already stored (the
         store may skip writing them again). Loading gives back the snapshot without `stored_entries`.
+        A snapshot with an `epoch` (a room of a cluster) is written only while the room's lease has that epoch,
+        and keeps the lease's fields; the ids of those that were not written are the result.
         """
 
-    def delete_room(room_id: str) -> Deferred[None]:
-        """Remove a room's checkpoint (no error when absent)."""
+    def delete_room(room_id: str, epoch: int | None = None) -> Deferred[None]:
+        """Remove a room's checkpoint (no error when absent); with an `epoch`, only while its lease has that epoch."""
 
     def load_rooms() -> Deferred[list[dict[str, Any]]]:
-        """Every stored room checkpoint, each with its `entries` (an empty list when it was saved without)."""
+        """Every stored room checkpoint, each with its `entries` (an empty list when it was saved without), and
+        with `owner`, `epoch` and `lease_expires` when a node of a cluster owns it."""
+
+    def load_room(room_id: str) -> Deferred[dict[str, Any] | None]:
+        """One room's checkpoint as `load_rooms` gives it, or None (also when only its lease was written yet)."""
+
+    # Room leases, for a cluster: the room's document holds `owner` (a node id), `epoch` (counts owners) and
+    # `lease_expires` (POSIX seconds). Every change is a conditional update, so two nodes never both own a room.
+    def acquire_lease(room_id: str, node: str, now: float, expires: float) -> Deferred[int | None]:
+        """Own a room until `expires`: a new room (no document yet) gets epoch 1; a room whose lease ran out by `now`
+        (or that `node` owns already) gets the next epoch. Fires with the new epoch, or None when another node
+        holds the lease or won the race."""
+
+    def release_lease(room_id: str, node: str, epoch: int) -> Deferred[bool]:
+        """End `node`'s lease at `epoch` now (another node may take the room over at once); False when not held."""
+
+    def room_of_player(key: str) -> Deferred[str | None]:
+        """The id of a checkpointed room where the user with this key holds a seat, or None (for `me` in a cluster,
+        where the seat may be on another node)."""
+
+    def renew_leases(node: str, epochs: dict, expires: float) -> Deferred[list[str]]:
+        """Renew in one go the leases `node` holds (room id -> epoch) to `expires`; fires with the rooms it no longer
+        holds (another node took them, or they are gone)."""
+
+    def room_lease(room_id: str) -> Deferred[dict[str, Any] | None]:
+        """A room's lease as {"id", "owner", "epoch", "lease_expires"}, or None (no such room, or no lease)."""
+
+    def claimable_leases(node: str, now: float) -> Deferred[list[dict[str, Any]]]:
+        """The leases that ran out by `now`, and those held by `node` (a previous run of it), as `room_lease` gives
+        them: the rooms `node` may take over."""

@@ -12,6 +12,10 @@ from gamesvc.errors import DuplicateKey, StoreUnavailable
 from gamesvc.store.interfaces import IStore
 
 
+# The fields of a room's document that belong to its lease, not to its checkpoint.
+LEASE_FIELDS = ("owner", "epoch", "lease_expires")
+
+
 def _public_user(user: dict) -> dict:
     """The leaderboard fields of a user."""
     return {"username": user["username"], "wins": user["wins"], "games": user["games"]}
@@ -127,26 +131,98 @@ class MemoryStore:
             self.games[game_id]["counted"] = True
 
     @deferred
-    async def save_rooms(self, snapshots: list) -> None:
+    async def save_rooms(self, snapshots: list) -> list[str]:
         self._check()
+        fenced = []
         for snapshot in snapshots:
             # Like the MongoDB store: the first `stored_entries` entries are the ones stored already, and when
             # some of those are missing the entries end there.
             snapshot = copy.deepcopy(snapshot)
+            previous = self.rooms.get(snapshot["id"], {})
+            if "epoch" in snapshot and previous.get("epoch") != snapshot["epoch"]:
+                fenced.append(snapshot["id"])
+                continue
             kept = snapshot.pop("stored_entries", 0)
-            stored = self.rooms.get(snapshot["id"], {}).get("entries", [])[:kept]
+            stored = previous.get("entries", [])[:kept]
             snapshot["entries"] = stored + snapshot.get("entries", [])[kept:] if len(stored) == kept else stored
+            if "epoch" in snapshot:
+                snapshot.update({k: previous[k] for k in LEASE_FIELDS})
             self.rooms[snapshot["id"]] = snapshot
+        return fenced
 
     @deferred
-    async def delete_room(self, room_id: str) -> None:
+    async def delete_room(self, room_id: str, epoch: int | None = None) -> None:
         self._check()
-        self.rooms.pop(room_id, None)
+        if epoch is None or self.rooms.get(room_id, {}).get("epoch") == epoch:
+            self.rooms.pop(room_id, None)
 
     @deferred
     async def load_rooms(self) -> list[dict]:
         self._check()
-        return [copy.deepcopy(s) for s in self.rooms.values()]
+        return [copy.deepcopy(s) for s in self.rooms.values() if "entries" in s]
+
+    @deferred
+    async def load_room(self, room_id: str) -> dict | None:
+        self._check()
+        room = self.rooms.get(room_id)
+        return copy.deepcopy(room) if room is not None and "entries" in room else None
+
+    @deferred
+    async def acquire_lease(self, room_id: str, node: str, now: float, expires: float) -> int | None:
+        self._check()
+        room = self.rooms.get(room_id)
+        if room is None:
+            # Only the lease, until the first checkpoint: loading does not see it.
+            self.rooms[room_id] = {"id": room_id, "owner": node, "epoch": 1, "lease_expires": expires}
+            return 1
+        if room.get("owner") not in (None, node) and room.get("lease_expires", 0.0) > now:
+            return None
+        epoch = room.get("epoch", 0) + 1
+        room.update(owner=node, epoch=epoch, lease_expires=expires)
+        return epoch
+
+    @deferred
+    async def room_of_player(self, key: str) -> str | None:
+        self._check()
+        for room in self.rooms.values():
+            if any(p.get("key") == key for p in room.get("players", ())):
+                return str(room["id"])
+        return None
+
+    @deferred
+    async def renew_leases(self, node: str, epochs: dict, expires: float) -> list[str]:
+        self._check()
+        lost = []
+        for room_id, epoch in epochs.items():
+            room = self.rooms.get(room_id)
+            if room is None or room.get("owner") != node or room.get("epoch") != epoch:
+                lost.append(room_id)
+            else:
+                room["lease_expires"] = expires
+        return lost
+
+    @deferred
+    async def room_lease(self, room_id: str) -> dict | None:
+        self._check()
+        room = self.rooms.get(room_id)
+        return {"id": room_id, **{k: room[k] for k in LEASE_FIELDS}} if room is not None and "epoch" in room else None
+
+    @deferred
+    async def claimable_leases(self, node: str, now: float) -> list[dict]:
+        self._check()
+        return [
+            {"id": r["id"], **{k: r[k] for k in LEASE_FIELDS}} for r in self.rooms.values()
+            if "epoch" in r and (r["lease_expires"] <= now or r["owner"] == node)
+        ]
+
+    @deferred
+    async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:
+        self._check()
+        room = self.rooms.get(room_id)
+        if room is None or room.get("owner") != node or room.get("epoch") != epoch:
+            return False
+        room["lease_expires"] = 0.0
+        return True
 
 
 def _without_counted(record: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import datetime
 from typing import Any, Awaitable, TypeVar
 
 import pymongo.errors
-from pymongo.operations import ReplaceOne
+from pymongo.operations import ReplaceOne, UpdateOne
 import txmongo.filter as qf
 from bson.binary import Binary
 from pymongo.uri_parser import parse_uri
@@ -223,22 +223,45 @@ class MongoStore:
     # Both kinds live in the `rooms` collection so that one bulk write (one round trip) saves a batch of rooms.
 
     @deferred
-    async def save_rooms(self, snapshots: list) -> None:
-        moves, rooms = [], []
+    async def save_rooms(self, snapshots: list) -> list[str]:
+        fenced: list[str] = []
+        epochs = {snap["id"]: snap["epoch"] for snap in snapshots if "epoch" in snap}
+        if epochs:
+            # A cluster's room is written only by the holder of its lease: one read of the batch's epochs first, so
+            # that a node that lost a room writes neither its head nor its moves. (The lease's margin covers the
+            # time between this read and the write: an owner stops well before its lease runs out.)
+            found = await self._call(self._db.rooms.find({"_id": {"$in": list(epochs)}}, projection={"epoch": 1}))
+            current = {doc["_id"]: doc.get("epoch") for doc in found}
+            fenced = [room_id for room_id, epoch in epochs.items() if current.get(room_id) != epoch]
+        moves: list[ReplaceOne[dict[str, Any]]] = []
+        rooms: list[ReplaceOne[dict[str, Any]] | UpdateOne] = []
         for snap in snapshots:
             room_id, entries = snap["id"], snap.get("entries", [])
+            if room_id in fenced:
+                continue
             for n in range(snap.get("stored_entries", 0), len(entries)):
                 move = {"_id": f"{room_id}:{n}", "move_of": room_id, "n": n, "entry": entries[n]}
                 moves.append(ReplaceOne({"_id": move["_id"]}, move, upsert=True))
             head = {k: v for k, v in snap.items() if k not in ("entries", "stored_entries")}
-            rooms.append(ReplaceOne({"_id": room_id}, dict(head, _id=room_id, entry_count=len(entries)), upsert=True))
+            if "epoch" in snap:
+                # $set keeps the lease's owner and expiry, which only the lease calls change.
+                update = {"$set": dict(head, entry_count=len(entries))}
+                rooms.append(UpdateOne({"_id": room_id, "epoch": snap["epoch"]}, update))
+            else:
+                rooms.append(ReplaceOne({"_id": room_id}, dict(head, _id=room_id, entry_count=len(entries)), upsert=True))
         if rooms:
             # Ordered, moves first: a room's document never counts an entry that is not stored yet.
             await self._call(self._db.rooms.bulk_write(moves + rooms, ordered=True))
+        return fenced
 
     @deferred
-    async def delete_room(self, room_id: str) -> None:
-        await self._call(self._db.rooms.delete_one({"_id": room_id}))
+    async def delete_room(self, room_id: str, epoch: int | None = None) -> None:
+        if epoch is None:
+            await self._call(self._db.rooms.delete_one({"_id": room_id}))
+        else:
+            result = await self._call(self._db.rooms.delete_one({"_id": room_id, "epoch": epoch}))
+            if not result.deleted_count:
+                return  # another node owns the room now: its moves are its own
         await self._call(self._db.rooms.delete_many({"move_of": room_id}))
 
     @deferred
@@ -248,24 +271,111 @@ class MongoStore:
         for doc in await self._call(self._db.rooms.find({})):
             if "move_of" in doc:
                 moves.setdefault(doc["move_of"], {})[doc["n"]] = doc["entry"]
-            else:
+            elif "entry_count" in doc or "entries" in doc:
                 heads.append(doc)
-        rooms = []
-        for head in heads:
-            have = moves.pop(head["_id"], {})
-            if "entry_count" in head:
-                # Entries past the count are left from an earlier game in the room (or a write cut short); a
-                # missing one makes the entries end early, which restoring the game detects.
-                entries: list[dict] = []
-                while len(entries) < head["entry_count"] and len(entries) in have:
-                    entries.append(have[len(entries)])
-            else:
-                entries = head.get("entries", [])  # written by gamesvc before entries had documents of their own
-            rooms.append(dict({k: v for k, v in head.items() if k not in ("_id", "entry_count")}, entries=entries))
-        if moves:
-            # Moves of rooms that are gone: a crash came between deleting a room and its moves.
-            await self._call(self._db.rooms.delete_many({"move_of": {"$in": list(moves)}}))
+        rooms = [self._room(head, moves.pop(head["_id"], {})) for head in heads]
+        # Moves of rooms that are gone (a crash came between deleting a room and its moves), but not those of a
+        # room that only has its lease yet (a new room of a cluster before its first checkpoint).
+        leased = {doc["_id"] for doc in await self._call(self._db.rooms.find({"epoch": {"$exists": True}}))}
+        gone = [room_id for room_id in moves if room_id not in leased]
+        if gone:
+            await self._call(self._db.rooms.delete_many({"move_of": {"$in": gone}}))
         return rooms
+
+    @deferred
+    async def load_room(self, room_id: str) -> dict | None:
+        head = await self._call(self._db.rooms.find_one({"_id": room_id}))
+        if head is None or ("entry_count" not in head and "entries" not in head):
+            return None
+        docs = await self._call(self._db.rooms.find({"move_of": room_id}))
+        return self._room(head, {doc["n"]: doc["entry"] for doc in docs})
+
+    @staticmethod
+    def _room(head: dict, have: dict[int, dict]) -> dict:
+        """A room's snapshot from its document and its moves' documents (by number)."""
+        if "entry_count" in head:
+            # Entries past the count are left from an earlier game in the room (or a write cut short); a
+            # missing one makes the entries end early, which restoring the game detects.
+            entries: list[dict] = []
+            while len(entries) < head["entry_count"] and len(entries) in have:
+                entries.append(have[len(entries)])
+        else:
+            entries = head.get("entries", [])  # written by gamesvc before entries had documents of their own
+        snap = dict({k: v for k, v in head.items() if k not in ("_id", "entry_count")}, entries=entries)
+        if "lease_expires" in snap:
+            snap["lease_expires"] = _seconds(snap["lease_expires"])
+        return snap
+
+    # Leases: conditional updates on the epoch (plain equality and $exists, which nx-27017 supports too).
+
+    @deferred
+    async def acquire_lease(self, room_id: str, node: str, now: float, expires: float) -> int | None:
+        doc = await self._call(self._db.rooms.find_one({"_id": room_id}, projection={"owner": 1, "epoch": 1,
+                                                                                      "lease_expires": 1}))
+        if doc is None:
+            try:
+                await self._call(self._db.rooms.insert_one(
+                    {"_id": room_id, "id": room_id, "owner": node, "epoch": 1, "lease_expires": expires}
+                ))
+            except DuplicateKey:
+                return None  # another node created it first
+            return 1
+        if doc.get("owner") not in (None, node) and _seconds(doc.get("lease_expires", 0.0)) > now:
+            return None
+        old = doc.get("epoch")
+        condition = {"_id": room_id, "epoch": old} if old is not None else {"_id": room_id, "epoch": {"$exists": False}}
+        epoch = (old or 0) + 1
+        result = await self._call(self._db.rooms.update_one(
+            condition, {"$set": {"owner": node, "epoch": epoch, "lease_expires": expires}}
+        ))
+        return epoch if result.matched_count else None
+
+    @deferred
+    async def room_of_player(self, key: str) -> str | None:
+        doc = await self._call(self._db.rooms.find_one({"players.key": key}, projection={"_id": 1}))
+        return str(doc["_id"]) if doc is not None else None
+
+    @deferred
+    async def renew_leases(self, node: str, epochs: dict, expires: float) -> list[str]:
+        if not epochs:
+            return []
+        ids = list(epochs)
+        # One update for all of them, then one read to find the rooms whose lease moved on (a node id is unique, so
+        # a document this node owns has its epoch, unless the room was taken over and back, which the read finds).
+        await self._call(self._db.rooms.update_many(
+            {"_id": {"$in": ids}, "owner": node}, {"$set": {"lease_expires": expires}}
+        ))
+        found = await self._call(self._db.rooms.find({"_id": {"$in": ids}}, projection=_LEASE_PROJECTION))
+        held = {doc["_id"] for doc in found if doc.get("owner") == node and doc.get("epoch") == epochs[doc["_id"]]}
+        return [room_id for room_id in ids if room_id not in held]
+
+    @deferred
+    async def room_lease(self, room_id: str) -> dict | None:
+        doc = await self._call(self._db.rooms.find_one({"_id": room_id}, projection=_LEASE_PROJECTION))
+        return _lease(doc) if doc is not None and "epoch" in doc else None
+
+    @deferred
+    async def claimable_leases(self, node: str, now: float) -> list[dict]:
+        expired = await self._call(self._db.rooms.find({"lease_expires": {"$lte": now}}, projection=_LEASE_PROJECTION))
+        mine = await self._call(self._db.rooms.find({"owner": node}, projection=_LEASE_PROJECTION))
+        leases = {doc["_id"]: _lease(doc) for doc in [*expired, *mine] if "epoch" in doc}
+        return list(leases.values())
+
+    @deferred
+    async def release_lease(self, room_id: str, node: str, epoch: int) -> bool:
+        result = await self._call(self._db.rooms.update_one(
+            {"_id": room_id, "epoch": epoch, "owner": node}, {"$set": {"lease_expires": 0.0}}
+        ))
+        return bool(result.matched_count)
+
+
+_LEASE_PROJECTION = {"owner": 1, "epoch": 1, "lease_expires": 1}
+
+
+def _lease(doc: dict) -> dict:
+    """A room document's lease fields."""
+    return {"id": doc["_id"], "owner": doc.get("owner"), "epoch": doc["epoch"],
+            "lease_expires": _seconds(doc.get("lease_expires", 0.0))}
 
 
 def _record(doc: dict) -> dict:

@@ -344,6 +344,25 @@ def test_keyboard_only_login(users: Callable[..., User], service: Service) -> No
     frank.console.assert_clean()
 
 
+def test_logout_passes_the_cross_site_check_and_ends_the_session(users: Callable[..., User], service: Service) -> None:
+    """Logging out from the page is accepted by the server (no 403 from the cross-site POST check): after a reload
+    the session cookie is gone and the login form shows."""
+    service.signup("gwen")
+    gwen = users("gwen")
+    gwen.open()
+    gwen.page.locator("#login-username").fill("gwen")
+    gwen.page.locator("#login-password").fill(PASSWORD)
+    gwen.page.locator("#login-password").press("Enter")
+    expect(body(gwen)).to_have_attribute("data-view", "lobby")
+    with gwen.page.expect_response("**/api/logout") as logout:
+        gwen.tid("logout").click()
+    assert logout.value.status == 200
+    gwen.open()
+    expect(gwen.page.locator("#login-form")).to_be_visible()
+    assert not [c for c in gwen.context.cookies() if c["name"] == "gamesvc_session" and c["value"]]
+    gwen.console.assert_clean()
+
+
 def test_phone_width_has_no_horizontal_scroll(
     users: Callable[..., User], screenshot: Callable[..., Any]
 ) -> None:
