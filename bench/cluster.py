@@ -47,7 +47,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="seconds measured per phase (default 20)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"phases to run, of {','.join(PHASES)} (default all)")
     p.add_argument("--lease-seconds", type=float, default=2.0, help="the nodes' --lease-seconds (default 2)")
+    p.add_argument("--lease-renew-seconds", type=float, help="the nodes' --lease-renew-seconds (default: lease / 4)")
     p.add_argument("--failover-rooms", type=int, default=5, help="rooms of node 1 to take over (default 5)")
+    p.add_argument("--failover-settle", type=float, default=1.0,
+                   help="seconds between the last game's start and the kill, for its checkpoint (default 1)")
     p.add_argument("--roll-poll", type=float, default=0.05, help="seconds between rolls after the kill (default 0.05)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the nodes (core 0) and the generator (core 1)")
     p.add_argument("--server-option", action="append", default=[], metavar="NAME=VALUE", help="extra node option")
@@ -173,9 +176,13 @@ class Nodes:
         server.process.wait()
 
     def stop(self) -> None:
-        """Stop every node (SIGTERM) and remove their folders."""
+        """Stop every node (SIGTERM); remove their folders, unless an exception is on its way (their logs tell why)."""
+        error = sys.exc_info()[0]
+        failing = error is not None and not issubclass(error, ClusterUnavailable)
         for server in self.servers:
-            server.stop()
+            server.stop(keep=failing)
+        if failing:
+            print(f"node logs kept: {', '.join(str(s.log_path) for s in self.servers)}", file=sys.stderr)
 
 
 # Players spread over the nodes
@@ -208,6 +215,7 @@ class ClusterPlayer(Player):
         self.home = home
         self.nodes_of = nodes_of
         self.first_rolled: asyncio.Future[tuple[float, dict[str, Any]]] | None = None
+        self.turn_seen: asyncio.Future[None] = self.loop.create_future()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         stats = self.cluster_stats
@@ -222,30 +230,37 @@ class ClusterPlayer(Player):
                     stats.chat_local += 1
                 else:
                     stats.chat_crossed += 1
+        if message.get("event") == "game.turn" and not self.turn_seen.done():
+            self.turn_seen.set_result(None)
         if message.get("event") == "game.rolled" and self.first_rolled is not None and not self.first_rolled.done():
             self.first_rolled.set_result((time.perf_counter(), message))
         super()._on_message(message)
 
 
+def _not_a_cluster(player: ClusterPlayer, host: ClusterPlayer, room: str, error: BaseException) -> ClusterUnavailable:
+    where = "another node" if player.node != host.node else "the same node"
+    return ClusterUnavailable(
+        f"a player on node {player.node} cannot join room {room!r} of node {host.node} ({where}): "
+        f"{type(error).__name__} {error}. Cross-node rooms need the cluster logic (issue 13: room ownership, "
+        "the cluster lobby and forwarding); without it each node acts alone."
+    )
+
+
 async def seat(players: list[ClusterPlayer], room_name: str, urls: dict[int, str], join_timeout: float = 30.0) -> str:
-    """Connect and sign in the players (each to its own node); the first opens the room, the others join it by code."""
+    """Connect and sign in the players (each to its own node); the first opens the room, the others find it in
+    their own node's lobby and join it (as `bench.players.fill_room` does on one node)."""
     await asyncio.gather(*(p.connect(urls[p.node]) for p in players))
     await asyncio.gather(*(p.sign_in() for p in players))
     host, *others = players
-    reply = await host.request("room.create", name=room_name, seats=4)
-    room_id: str = reply["room"]["id"]
-    host.room = room_id
-    for player in others:
+    followers = [asyncio.ensure_future(p.join(room_name, timeout=join_timeout)) for p in others]
+    room_id = await host.host(room_name)
+    for player, follower in zip(others, followers):
         try:
-            await asyncio.wait_for(player.request("room.join", room=room_id), join_timeout)
+            await follower
         except (RequestFailed, asyncio.TimeoutError) as e:
-            where = "another node" if player.node != host.node else "the same node"
-            raise ClusterUnavailable(
-                f"a player on node {player.node} cannot join room {room_id} of node {host.node} ({where}): "
-                f"{type(e).__name__} {e}. Cross-node rooms need the cluster logic (issue 13: room ownership and "
-                "forwarding); without it each node acts alone."
-            ) from e
-        player.room = room_id
+            for other in followers:
+                other.cancel()
+            raise _not_a_cluster(player, host, room_name, e) from e
     return room_id
 
 
@@ -273,13 +288,28 @@ async def spread_rooms(
     return [p for group in groups for p in group]
 
 
-async def probe(urls: dict[int, str], stats: ClusterStats, timeout: float = 5.0) -> None:
-    """Fail fast and clearly unless a room of node 1 takes a player of node 2 and relays its chat both ways."""
+async def probe(urls: dict[int, str], stats: ClusterStats, timeout: float = 5.0) -> dict[str, Any]:
+    """Fail fast and clearly unless a room of node 1 takes a player of node 2 and relays chat both ways; also say
+    whether a code can be joined on the other node at once after `room.create` (before the lobby has it)."""
     prefix = "q" + secrets.token_hex(3)
     nodes_of = {f"{prefix}a": 1, f"{prefix}b": 2}
     a, b = (ClusterPlayer(name, stats, node, 1, nodes_of) for name, node in nodes_of.items())
+    found: dict[str, Any] = {}
     try:
-        await seat([a, b], f"probe {prefix}", urls, join_timeout=timeout)
+        await asyncio.gather(a.connect(urls[1]), b.connect(urls[2]))
+        await asyncio.gather(a.sign_in(), b.sign_in())
+        room_id = await a.host(f"probe {prefix}")
+        started = time.perf_counter()
+        try:
+            await b.request("room.join", room=room_id)
+            found["join_by_code_at_once"] = "ok"
+        except RequestFailed as e:
+            found["join_by_code_at_once"] = e.code
+            try:
+                await b.join(f"probe {prefix}", timeout=timeout)
+            except (RequestFailed, asyncio.TimeoutError) as again:
+                raise _not_a_cluster(b, a, f"probe {prefix}", again) from again
+        found["join_seconds"] = round(time.perf_counter() - started, 3)
         for sender, receiver in ((a, b), (b, a)):
             heard = asyncio.get_running_loop().create_future()
             receiver.EVENTS = {**Player.EVENTS, "room.chat": lambda p, m: heard.done() or heard.set_result(m)}
@@ -291,6 +321,7 @@ async def probe(urls: dict[int, str], stats: ClusterStats, timeout: float = 5.0)
                     f"node {receiver.node} does not relay the chat of a player on node {sender.node} in a room of "
                     f"node 1 within {timeout:g} s: the cluster logic (issue 13) is missing or broken"
                 ) from None
+        return found
     finally:
         a.close()
         b.close()
@@ -376,7 +407,11 @@ async def load_phase(args: argparse.Namespace, backends: Backends, count: int) -
 
 async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[str, Any]:
     """Rooms of node 1 played from node 2; SIGKILL node 1: seconds until each room's first game.rolled."""
-    nodes = Nodes(args, backends, 2, f"bench_failover_{secrets.token_hex(3)}", f"lease-seconds={args.lease_seconds:g}")
+    renew = args.lease_renew_seconds if args.lease_renew_seconds is not None else args.lease_seconds / 4
+    nodes = Nodes(
+        args, backends, 2, f"bench_failover_{secrets.token_hex(3)}",
+        f"lease-seconds={args.lease_seconds:g}", f"lease-renew-seconds={renew:g}",
+    )
     stats = ClusterStats()
     players: list[ClusterPlayer] = []
     try:
@@ -400,9 +435,14 @@ async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[s
         firsts: dict[str, asyncio.Future[tuple[float, dict[str, Any]]]] = {}
         for room_id, group in rooms.items():
             await asyncio.gather(*(p.ready() for p in group))
+            # Only a game that has started (and so is in the room's checkpoint) can go on after the takeover.
+            await asyncio.wait_for(asyncio.gather(*(p.turn_seen for p in group)), 30)
             firsts[room_id] = loop.create_future()
             for p in group:
                 p.first_rolled = firsts[room_id]  # whichever of the room's players hears it first
+        # A game started a moment before the kill may not be in its room's checkpoint yet (written at once, but
+        # asynchronously): the room would come back waiting, and no game.rolled would ever come.
+        await asyncio.sleep(args.failover_settle)
         killed_at = time.perf_counter()
         nodes.kill(1)
 
@@ -432,8 +472,10 @@ async def failover_phase(args: argparse.Namespace, backends: Backends) -> dict[s
         too_soon = [room for room, t in times.items() if t is not None and t < 0.5 * args.lease_seconds]
         return {
             "lease_seconds": args.lease_seconds,
+            "lease_renew_seconds": renew,
             "rooms": len(rooms),
             "roll_poll_seconds": args.roll_poll,
+            "settle_seconds": args.failover_settle,
             "seconds_to_first_rolled": times,
             "server_rolled_at_deadline": automatic,
             "taken_over": len(measured),
@@ -507,7 +549,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             nodes = Nodes(args, backends, 2, f"bench_probe_{secrets.token_hex(3)}")
             try:
                 nodes.start()
-                await probe({1: nodes.url(1), 2: nodes.url(2)}, ClusterStats())
+                figures["check"] = await probe({1: nodes.url(1), 2: nodes.url(2)}, ClusterStats())
             finally:
                 nodes.stop()
         for phase in phases:
