@@ -50,6 +50,9 @@ LOCAL_ENTRY_OPS = frozenset({"room.create", "room.quick_play"})
 RELAYED_OPS = ROUTED_OPS | LOCAL_ENTRY_OPS
 # Ops an owner serves for other nodes' connections: quick play too, when its room is the cluster's fullest.
 SERVED_OPS = ROUTED_OPS | {"room.quick_play"}
+# Ops about the room a connection is in that `handle` runs here, unchanged, while the connection is in no room of
+# another node: the protocol answers them at once, as on a single node, without the relay's coroutine.
+HERE_AT_ONCE_OPS = ROUTED_OPS - {"room.join"}
 
 
 def node_channel(node: str) -> str:
@@ -180,6 +183,11 @@ class Relay:
     def is_remote(self, conn: Any) -> bool:
         """True while a local connection is in a room of another node."""
         return conn in self._where
+
+    def routes(self, conn: Any, name: str) -> bool:
+        """Whether a relayed op of this connection must go through `handle` (it may run elsewhere, or await);
+        False for an op about the connection's room while that room, if any, is this node's."""
+        return name not in HERE_AT_ONCE_OPS or conn in self._where
 
     def remote_room_of(self, conn: Any) -> str | None:
         """The id of the other node's room this connection is in, or None."""
