@@ -411,3 +411,55 @@ def test_the_protocol_answers_a_room_op_at_once_when_the_relay_does_not_route_it
     assert [r.get("event") for r in replies if "event" in r] == ["room.chat"]
     assert [(r["re"], r["ok"]) for r in replies if "re" in r] == [(1, True), (2, True)]
     assert routed == ["room.leave"]
+
+
+def test_a_crossing_chat_runs_no_coroutine_on_either_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat (and a leave) of a player in another node's room is forwarded and served as plain Deferred calls:
+    no coroutine of the relay is started on the edge or on the owner, and the chat still reaches everyone, the leave still
+    ends the membership."""
+    from twisted.internet.defer import Deferred
+
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=3)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    started: list[Any] = []
+    original = Deferred.fromCoroutine
+
+    def counting(coro: Any) -> Any:
+        if coro.cr_code.co_filename.endswith("relay.py"):
+            started.append(coro.cr_code.co_name)
+        return original(coro)
+
+    monkeypatch.setattr(Deferred, "fromCoroutine", counting)
+    results: list[Any] = []
+    a.relay.handler("room.chat", OPS["room.chat"][0])(ann, {"op": "room.chat", "text": "hi"}).addBoth(results.append)
+    clock.advance(0)
+    clock.advance(0)
+    assert results == [None] and started == []
+    assert [m["text"] for m in carol.events("room.chat")] == [m["text"] for m in ann.events("room.chat")] == ["hi"]
+    a.relay.handler("room.leave", OPS["room.leave"][0])(ann, {"op": "room.leave"}).addBoth(results.append)
+    clock.advance(0)
+    clock.advance(0)
+    assert results == [None, None] and started == []
+    assert not a.relay.is_remote(ann)
+
+
+def test_an_owner_replies_internal_to_a_forwarded_op_that_fails_unexpectedly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An op that raises something other than a GameError on the owner answers `internal` on the edge, as on
+    one node, and the owner keeps serving."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=3)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(c.rooms, "chat", broken)
+    with pytest.raises(GameError) as e:
+        run(clock, a, ann, "room.chat", text="hi")
+    assert e.value.code == "internal"
+    monkeypatch.undo()
+    run(clock, a, ann, "room.chat", text="again")
+    assert [m["text"] for m in carol.events("room.chat")] == ["again"]
