@@ -375,7 +375,7 @@ class GameProtocol(WebSocketServerProtocol):
             if needs_auth and self.account is None:
                 raise GameError("unauthenticated", "sign up, log in or resume first")
             relay = self.factory.services.relay
-            if relay is not None and name in RELAYED_OPS:
+            if relay is not None and name in RELAYED_OPS and relay.routes(self, name):
                 # In a cluster the room may be another node's: the op runs there (gamesvc.cluster.relay).
                 self._start(self._serve(rid, name, relay.handler(name, handler), message, started))
                 return

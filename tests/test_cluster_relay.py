@@ -360,3 +360,106 @@ def test_quick_play_picks_the_fullest_waiting_room_of_the_cluster() -> None:
     dan = FakeConn("dan", lone[2][0])
     opened = run(lone[0], lone[2][0], dan, "room.quick_play")["room"]["id"]
     assert opened in lone[2][0].rooms.rooms
+
+
+def test_room_ops_of_a_room_this_node_owns_skip_the_relay_and_others_go_through_it() -> None:
+    """While a connection is in a room of its own node (or in none), its room ops other than room.join need no
+    relay; in another node's room every routed op, and room.join and the entry ops always, go through it."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann, dan = FakeConn("carol", c), FakeConn("ann", a), FakeConn("dan", c)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=3)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    for name in ("room.chat", "game.roll", "room.ready", "room.leave", "room.add_bot", "room.configure"):
+        assert not c.relay.routes(carol, name), name
+        assert not c.relay.routes(dan, name), name
+        assert a.relay.routes(ann, name), name
+    for name in ("room.join", "room.create", "room.quick_play"):
+        assert c.relay.routes(carol, name) and a.relay.routes(ann, name), name
+
+
+def test_the_protocol_answers_a_room_op_at_once_when_the_relay_does_not_route_it() -> None:
+    """In a cluster, a chat in a room of this node is answered during the frame's own call by the op's handler
+    (the single node's path), without the relay's coroutine; a routed op still goes through the relay."""
+    from gamesvc.auth import Account
+    from tests.frames import Wire, request
+
+    wire = Wire()
+    routed: list[str] = []
+
+    class Relay:
+        """A relay that routes only room.leave, and records what it was asked to run."""
+
+        def routes(self, conn: Any, name: str) -> bool:
+            return name == "room.leave"
+
+        def handler(self, name: str, handler: Any) -> Any:
+            def run(conn: Any, message: dict) -> Any:
+                routed.append(name)
+                return ensureDeferred(_none())
+
+            return run
+
+    async def _none() -> None:
+        return None
+
+    wire.services.relay = Relay()
+    wire.protocol.account = Account("ann", "ann")
+    wire.services.rooms.create(wire.protocol, "t", 2, False)
+    wire.take()
+    wire.send(request("room.chat", 1, text="hi"), request("room.leave", 2))
+    replies = wire.replies()
+    assert [r.get("event") for r in replies if "event" in r] == ["room.chat"]
+    assert [(r["re"], r["ok"]) for r in replies if "re" in r] == [(1, True), (2, True)]
+    assert routed == ["room.leave"]
+
+
+def test_a_crossing_chat_runs_no_coroutine_on_either_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat (and a leave) of a player in another node's room is forwarded and served as plain Deferred calls:
+    no coroutine of the relay is started on the edge or on the owner, and the chat still reaches everyone, the leave still
+    ends the membership."""
+    from twisted.internet.defer import Deferred
+
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=3)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+    started: list[Any] = []
+    original = Deferred.fromCoroutine
+
+    def counting(coro: Any) -> Any:
+        if coro.cr_code.co_filename.endswith("relay.py"):
+            started.append(coro.cr_code.co_name)
+        return original(coro)
+
+    monkeypatch.setattr(Deferred, "fromCoroutine", counting)
+    results: list[Any] = []
+    a.relay.handler("room.chat", OPS["room.chat"][0])(ann, {"op": "room.chat", "text": "hi"}).addBoth(results.append)
+    clock.advance(0)
+    clock.advance(0)
+    assert results == [None] and started == []
+    assert [m["text"] for m in carol.events("room.chat")] == [m["text"] for m in ann.events("room.chat")] == ["hi"]
+    a.relay.handler("room.leave", OPS["room.leave"][0])(ann, {"op": "room.leave"}).addBoth(results.append)
+    clock.advance(0)
+    clock.advance(0)
+    assert results == [None, None] and started == []
+    assert not a.relay.is_remote(ann)
+
+
+def test_an_owner_replies_internal_to_a_forwarded_op_that_fails_unexpectedly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An op that raises something other than a GameError on the owner answers `internal` on the edge, as on
+    one node, and the owner keeps serving."""
+    clock, store, (a, b, c) = three_nodes()
+    carol, ann = FakeConn("carol", c), FakeConn("ann", a)
+    room_id = run(clock, c, carol, "room.create", name="t", seats=3)["room"]["id"]
+    run(clock, a, ann, "room.join", room=room_id)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(c.rooms, "chat", broken)
+    with pytest.raises(GameError) as e:
+        run(clock, a, ann, "room.chat", text="hi")
+    assert e.value.code == "internal"
+    monkeypatch.undo()
+    run(clock, a, ann, "room.chat", text="again")
+    assert [m["text"] for m in carol.events("room.chat")] == ["again"]

@@ -26,6 +26,7 @@ import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gamesvc._defer import deferred
@@ -50,6 +51,9 @@ LOCAL_ENTRY_OPS = frozenset({"room.create", "room.quick_play"})
 RELAYED_OPS = ROUTED_OPS | LOCAL_ENTRY_OPS
 # Ops an owner serves for other nodes' connections: quick play too, when its room is the cluster's fullest.
 SERVED_OPS = ROUTED_OPS | {"room.quick_play"}
+# Ops about the room a connection is in that `handle` runs here, unchanged, while the connection is in no room of
+# another node: the protocol answers them at once, as on a single node, without the relay's coroutine.
+HERE_AT_ONCE_OPS = ROUTED_OPS - {"room.join"}
 
 
 def node_channel(node: str) -> str:
@@ -181,6 +185,11 @@ class Relay:
         """True while a local connection is in a room of another node."""
         return conn in self._where
 
+    def routes(self, conn: Any, name: str) -> bool:
+        """Whether a relayed op of this connection must go through `handle` (it may run elsewhere, or await);
+        False for an op about the connection's room while that room, if any, is this node's."""
+        return name not in HERE_AT_ONCE_OPS or conn in self._where
+
     def remote_room_of(self, conn: Any) -> str | None:
         """The id of the other node's room this connection is in, or None."""
         where = self._where.get(conn)
@@ -197,7 +206,23 @@ class Relay:
 
     def handler(self, name: str, handler: Handler) -> Callable[[Any, dict], Deferred[dict | None]]:
         """The protocol's handler of a room op, routed: it runs here or at the owner of the room."""
-        return lambda conn, message: self.handle(conn, name, message, handler)
+
+        def routed(conn: Any, message: dict) -> Deferred[dict | None]:
+            where = self._where.get(conn)
+            if where is None or name not in HERE_AT_ONCE_OPS:
+                return self.handle(conn, name, message, handler)
+            # The common crossing op (a chat, a roll in another node's room): what `handle` does, without its
+            # coroutine.
+            d = self.forward(conn, where.owner, name, message)
+            if name == "room.leave":
+                d.addCallback(self._left, conn)
+            return d
+
+        return routed
+
+    def _left(self, fields: dict | None, conn: Any) -> dict | None:
+        self._forget(conn)
+        return fields
 
     @deferred
     async def handle(self, conn: Any, name: str, message: dict, handler: Handler) -> dict | None:
@@ -320,9 +345,10 @@ class Relay:
             return None
         return str(lease["owner"])
 
-    @deferred
-    async def forward(self, conn: Any, owner: str, name: str, message: dict, quiet: bool = False) -> dict | None:
-        """Send an op to the owner node and wait for its reply: its fields, or its error raised as GameError."""
+    def forward(self, conn: Any, owner: str, name: str, message: dict) -> Deferred[dict | None]:
+        """Send an op to the owner node; fires with its reply's fields, or fails with its error as GameError.
+
+        A plain Deferred chain rather than a coroutine: it runs for every op of a player in another node's room."""
         rid = next(self._ids)
         waiting: Deferred[dict] = Deferred()
         timer = self._clock.callLater(self._timeout, self._answer, rid, _UNAVAILABLE)
@@ -333,16 +359,13 @@ class Relay:
             "account": [conn.account.key, conn.account.username], "address": conn.address,
         }
         self.forwarded += 1
-        try:
-            await self._bus.publish(node_channel(owner), _frame(header))
-        except BusUnavailable:
-            self._answer(rid, _UNAVAILABLE)
-        reply = await waiting
-        if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise _game_error(error)
-        fields = reply.get("fields")
-        return fields if isinstance(fields, dict) else None
+        self._bus.publish(node_channel(owner), _frame(header)).addErrback(self._unpublished, rid)
+        return waiting.addCallback(_fields_of)
+
+    def _unpublished(self, failure: Failure, rid: int) -> None:
+        if not failure.check(BusUnavailable):
+            log.failure("publishing a forwarded op failed", failure)
+        self._answer(rid, _UNAVAILABLE)
 
     def _answer(self, rid: int, reply: dict) -> None:
         self._sent_to.pop(rid, None)
@@ -483,7 +506,7 @@ class Relay:
             self._on_event(header, body)
         elif kind == "op":
             self._heard[header.get("node")] = self._clock.seconds()
-            self._serve(header).addErrback(lambda f: log.failure("serving a forwarded op failed", f))
+            self._serve(header)
         elif kind == "gone":
             # The connection closed: its seat's grace starts, and nothing is to be re-attached.
             mind = self._minds.pop((header.get("node"), header.get("conn")), None)  # type: ignore[arg-type]
@@ -511,8 +534,9 @@ class Relay:
 
     # Owner: serving other nodes' ops
 
-    @deferred
-    async def _serve(self, header: dict) -> None:
+    def _serve(self, header: dict) -> None:
+        """Run another node's op for its connection's stand-in: one that awaits nothing (every room op) is
+        answered within this call, with no coroutine."""
         node, cid, rid, name = header.get("node"), header.get("conn"), header.get("rid"), header.get("op")
         message = header.get("msg")
         account = header.get("account")
@@ -526,19 +550,24 @@ class Relay:
             mind = self._minds[key] = RemoteMind(self, node, cid, Account(*account), str(header.get("address")))
         self.served += 1
         handler = self._ops[name][0]
-        reply: dict[str, Any] = {"t": "re", "rid": rid}
         try:
-            reply.update(ok=True, fields=await _run(handler, mind, message))
-        except GameError as e:
-            reply.update(ok=False, error=e.to_json())
-        except StoreUnavailable:
-            reply.update(_UNAVAILABLE)
+            result = handler(mind, message)
         except Exception:
-            log.failure("forwarded op {op} failed", op=name)
-            reply.update(ok=False, error={"error": "internal", "message": "internal error"})
+            self._served_reply(key, mind, _reply(rid, name, None, Failure()))
+            return
+        if not isawaitable(result):
+            self._served_reply(key, mind, _reply(rid, name, result, None))
+            return
+        d: Deferred[Any] = Deferred.fromCoroutine(_awaited(result))
+        d.addCallbacks(
+            lambda fields: self._served_reply(key, mind, _reply(rid, name, fields, None)),
+            lambda failure: self._served_reply(key, mind, _reply(rid, name, None, failure)),
+        ).addErrback(lambda f: log.failure("serving a forwarded op failed", f))
+
+    def _served_reply(self, key: tuple[str, str], mind: RemoteMind, reply: dict[str, Any]) -> None:
         if self._rooms.room_of(mind) is None:
             self._minds.pop(key, None)  # in no room of this node: nothing keeps it
-        self.publish_to(node, reply)
+        self.publish_to(mind.node, reply)
 
     def _drop_mind(self, key: tuple[Any, Any]) -> None:
         mind = self._minds.pop(key, None)  # type: ignore[arg-type]
@@ -574,6 +603,34 @@ async def _run(handler: Handler, conn: Any, message: dict) -> dict | None:
     if isawaitable(result):
         result = await result
     return result  # type: ignore[no-any-return]
+
+
+async def _awaited(result: Any) -> Any:
+    """The value of an awaitable (an op handler's coroutine or Deferred)."""
+    return await result
+
+
+def _reply(rid: Any, name: Any, fields: Any, failure: Failure | None) -> dict[str, Any]:
+    """The reply message to a forwarded op: its fields, or its error as a single node would give it."""
+    reply: dict[str, Any] = {"t": "re", "rid": rid}
+    if failure is None:
+        reply.update(ok=True, fields=fields)
+    elif failure.check(GameError):
+        reply.update(ok=False, error=failure.value.to_json())  # type: ignore[union-attr]
+    elif failure.check(StoreUnavailable):
+        reply.update(_UNAVAILABLE)
+    else:
+        log.failure("forwarded op {op} failed", failure, op=name)
+        reply.update(ok=False, error={"error": "internal", "message": "internal error"})
+    return reply
+
+
+def _fields_of(reply: dict) -> dict | None:
+    """The fields of a forwarded op's reply; its error raised as GameError."""
+    if not reply.get("ok"):
+        raise _game_error(reply.get("error") or {})
+    fields = reply.get("fields")
+    return fields if isinstance(fields, dict) else None
 
 
 def _game_error(error: dict) -> GameError:
