@@ -147,8 +147,9 @@ class ServerOptions:
             "max-connections-per-address": 1_000_000,
             "room-miss-address-limit": 1_000_000,
             # ... nor the password-hashing caps: players sign up together, all from one address.
-            "hash-address-limit": 1_000_000,
-            "hash-queue-limit": 1_000_000,
+            # (the highest values the options accept)
+            "hash-address-limit": 1000,
+            "hash-queue-limit": 100_000,
             "login-address-attempts": 1_000_000,
             "message-rate": 1000,
             "message-burst": 2000,
