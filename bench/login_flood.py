@@ -149,9 +149,28 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 result = str(e)  # code and message: the message tells a full hash queue from a slow store
             logins.append((time.perf_counter() - t0, result))
 
+        reconnects = 0
+
+        async def attacker(index: int, player: Player) -> None:
+            # A connection that never signs in is closed at --signin-timeout (4408, 30 s by default): the
+            # attacker connects again from its address, as a real one would, so the flood lasts all --seconds.
+            nonlocal reconnects
+            while True:
+                await attack(player, names, args.attack_rate, until, outcomes)
+                if time.monotonic() >= until:
+                    return
+                player = Player(player.name, stats)
+                everyone.append(player)
+                try:
+                    await player.connect(server.url, headers=address(4, index))
+                    reconnects += 1
+                except Exception:  # refused (say, its address's connections are still counted): try again soon
+                    outcomes["reconnect_refused"] += 1
+                    await asyncio.sleep(0.1)
+
         async def flood() -> None:
             await asyncio.gather(
-                *(attack(a, names, args.attack_rate, until, outcomes) for a in attackers),
+                *(attacker(i, a) for i, a in enumerate(attackers)),
                 *(one_login(i, p) for i, p in enumerate(players)),
             )
 
@@ -178,6 +197,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             # CPU that neither the server (with its hash threads), its store nor the generator used: other work.
             "other_processes_core_share": round(max(0.0, busy - cpu - own - store) / wall, 3),
             "unexpected_disconnects": stats.disconnects,
+            "attacker_reconnects": reconnects,
             "generator": common.generator_verdict(own, wall),
         }
     finally:

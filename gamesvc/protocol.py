@@ -165,6 +165,9 @@ class GameProtocol(WebSocketServerProtocol):
     _received_while_paused = 0
     _queue_filled = False  # reading was paused at least once: large buffers were held
     _probing = False  # a peer-close probe is scheduled
+    _held: list[bytes] | None = None  # the reads of a common frame not yet whole (fastframe.incomplete)
+    _held_bytes = 0
+    _held_need = 0  # the frame's whole size: its reads are joined and delivered once this many have come
 
     def __init__(self) -> None:
         super().__init__()
@@ -230,6 +233,7 @@ class GameProtocol(WebSocketServerProtocol):
         self._detach()
         # A request still awaiting bcrypt keeps this object alive for seconds: let go of the unread bytes now.
         self.data = b""
+        self._held = None
         if self._queue_filled:
             self.factory.heap.request()  # its large buffers are free now: give the memory back
 
@@ -323,16 +327,30 @@ class GameProtocol(WebSocketServerProtocol):
 
         A TCP transport delivers nothing once paused; a transport that still does is bounded here: the client
         is closed with 1008 once those bytes pass the queue's byte limit. Common frames take the fast path
-        (gamesvc.fastframe); the rest goes to Autobahn.
+        (gamesvc.fastframe), one cut by the read being kept (at most one frame of --max-message-bytes) until it
+        is whole; the rest goes to Autobahn.
         """
         if self._reading_paused:
             self._received_while_paused += len(data)
             if self._received_while_paused > self.factory.services.settings.max_queued_bytes:
                 self._close_policy("request queue full", "closing {address}: it keeps sending while its queue is full")
                 return
+        if self._held is not None:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes < self._held_need and fastframe.ready(self):
+                return
+            # Joined once, so that a frame trickling in costs linear copies; if the connection left the open
+            # state meanwhile (a close from our side), Autobahn reads the bytes instead, in order.
+            data = b"".join(self._held)
+            self._held = None
         if self.fast_frames and fastframe.ready(self):
             data = fastframe.deliver(self, data)
             if not data:
+                return
+            need = fastframe.incomplete(self, data)
+            if need:
+                self._held, self._held_bytes, self._held_need = [data], len(data), need
                 return
         super().dataReceived(data)
 

@@ -7,6 +7,8 @@ import struct
 from typing import Any
 
 import autobahn
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,8 +77,70 @@ def test_unmask_is_the_xor_with_the_repeated_key() -> None:
         assert fastframe.unmask(data, mask) == bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
+def test_unmask_of_long_payloads_is_the_xor_with_the_repeated_key() -> None:
+    """From NVX_UNMASK_BYTES on (Autobahn's compiled masker) the unmask still equals byte-by-byte masking."""
+    mask = b"\x9a\x01\xff\x37"
+    for n in (fastframe.NVX_UNMASK_BYTES - 1, fastframe.NVX_UNMASK_BYTES, fastframe.NVX_UNMASK_BYTES + 3, 65536):
+        data = bytes((7 * i + 3) % 256 for i in range(n))
+        assert fastframe.unmask(data, mask) == bytes(b ^ mask[i % 4] for i, b in enumerate(data)), n
+
+
+def count_process_data(wire: Wire) -> list[int]:
+    """Records each call of the connection's Autobahn frame parser (processData)."""
+    calls: list[int] = []
+    original = GameProtocol.processData
+
+    def counted(self: GameProtocol) -> bool:
+        calls.append(1)
+        return original(self)
+
+    wire.protocol.processData = counted.__get__(wire.protocol)  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_large_frame_cut_by_the_reads_is_kept_and_served_by_the_fast_path() -> None:
+    """A 60 KB request arriving in four reads (the payload cut three times) is answered once it is whole, without
+    Autobahn's parser (whose incremental masker and UTF-8 validator cost ~15 times more per byte), and the frames
+    after it in the last read are served too."""
+    wire = Wire()
+    calls = count_process_data(wire)
+    whole = frame(text(60_000))
+    reads = [whole[:9000], whole[9000:30000], whole[30000:-5], whole[-5:] + request("ping", 2)]
+    for read in reads[:-1]:
+        wire.send(read)
+        assert wire.take() == [] and wire.protocol._held is not None
+    wire.send(reads[-1])
+    assert [r["re"] for r in wire.replies()] == [1, 2] and not calls and wire.protocol._held is None
+
+
+def test_a_kept_frame_goes_to_autobahn_when_the_server_closes_meanwhile() -> None:
+    """When the server starts its closing handshake while part of a frame is kept, the rest of the bytes are read
+    by Autobahn in order, exactly as without the fast path."""
+    outcomes = []
+    for fast in (True, False):
+        wire = Wire()
+        wire.protocol.fast_frames = fast
+        whole = frame(text(5000))
+        wire.send(whole[:100])
+        wire.protocol.sendClose(1000, "bye")
+        wire.send(whole[100:] + frame(struct.pack("!H", 1000), opcode=8))
+        outcomes.append((wire.take(), wire.protocol.state, wire.closed))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_kept_frame_is_let_go_when_the_connection_closes() -> None:
+    """The reads of a frame not yet whole are dropped with the connection, not held by a protocol object that a
+    pending bcrypt check keeps alive."""
+    wire = Wire()
+    wire.send(frame(text(5000))[:1000])
+    assert wire.protocol._held is not None
+    wire.protocol.connectionLost(Failure(ConnectionDone()))
+    assert wire.protocol._held is None
+
+
 def test_common_frames_bypass_autobahns_parser() -> None:
-    """Whole small text frames are answered without Autobahn's processData; a frame cut by the read goes to it."""
+    """Whole small text frames are answered without Autobahn's processData; a frame whose header is cut by the
+    read goes to it."""
     wire = Wire()
     calls: list[int] = []
     original = GameProtocol.processData
