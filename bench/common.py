@@ -146,8 +146,8 @@ class ServerOptions:
             "login-address-limit": 1_000_000,
             "max-connections-per-address": 1_000_000,
             "room-miss-address-limit": 1_000_000,
-            # ... nor the password-hashing caps: players sign up together, all from one address.
-            # (the highest values the options accept)
+            # ... nor the password-hashing caps (at the highest values the options accept): players sign up
+            # together, all from one address.
             "hash-address-limit": 1000,
             "hash-queue-limit": 100_000,
             "login-address-attempts": 1_000_000,
