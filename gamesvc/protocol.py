@@ -243,6 +243,13 @@ class GameProtocol(WebSocketServerProtocol):
         if timeout > 0 and self._signin_timer is None:
             self._signin_timer = self.factory.services.clock.callLater(timeout, self._signin_deadline)
 
+    def _disarm_signin_deadline(self) -> None:
+        """Drop the sign-in deadline (signed in, or gone): a signed-in connection holds no timer, and a sign-out
+        later gets a whole --signin-timeout again."""
+        if self._signin_timer is not None and self._signin_timer.active():
+            self._signin_timer.cancel()
+        self._signin_timer = None
+
     def _signin_deadline(self) -> None:
         self._signin_timer = None
         if self.open and self.account is None:
@@ -253,9 +260,7 @@ class GameProtocol(WebSocketServerProtocol):
             return
         self.open = self._attached = False
         self._pending.clear()
-        if self._signin_timer is not None and self._signin_timer.active():
-            self._signin_timer.cancel()
-        self._signin_timer = None
+        self._disarm_signin_deadline()
         self._pending_bytes = 0
         self.factory.connections.discard(self)
         services = self.factory.services
@@ -552,6 +557,7 @@ class GameProtocol(WebSocketServerProtocol):
             return  # closed while the sign-in was under way: nothing would ever unregister it
         if not self.factory.services.sessions.add(token_hash(token), self, expires):
             raise GameError("unauthenticated", "the session was logged out")
+        self._disarm_signin_deadline()
         if self.account is not None and self.account != account:
             self.factory.services.disconnected(self)
         self.account = account

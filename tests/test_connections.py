@@ -137,6 +137,22 @@ def test_a_signed_in_connection_is_not_closed_and_a_sign_out_rearms_the_deadline
     assert [code for code, _ in conn.closes] == [CLOSE_SIGNIN_TIMEOUT]
 
 
+def test_signing_in_drops_the_deadline_and_a_quick_sign_out_gets_a_whole_one() -> None:
+    """A signed-in connection holds no sign-in timer (10,000 idle sockets hold none); one that signs in at 10 s and
+    out at 20 s still has a whole --signin-timeout from its sign-out, not what was left of the first deadline."""
+    services, factory = services_and_factory(signin_timeout=30.0)
+    conn = opened(factory)
+    services.clock.advance(10)
+    assert conn.request("signup", username="quick", password="password1")["ok"]
+    assert [c for c in services.clock.getDelayedCalls() if c.func == conn._signin_deadline] == []
+    services.clock.advance(10)
+    assert conn.request("logout")["ok"]
+    services.clock.advance(29)
+    assert conn.closes == []
+    services.clock.advance(2)
+    assert [code for code, _ in conn.closes] == [CLOSE_SIGNIN_TIMEOUT]
+
+
 def test_no_deadline_when_the_timeout_is_zero_and_no_timer_outlives_the_socket() -> None:
     """--signin-timeout 0 keeps anonymous sockets; a closed socket leaves no sign-in timer behind."""
     services, factory = services_and_factory(signin_timeout=0.0)
