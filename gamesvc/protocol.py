@@ -470,7 +470,7 @@ class GameProtocol(WebSocketServerProtocol):
         reply = {"re": rid, "ok": True}
         if fields:
             reply.update(fields)
-        self._send(reply)
+        self._send_message(reply)
 
     def _served(self, name: Any, result: str, started: float) -> None:
         """Count a served request and log it when slow."""
@@ -511,14 +511,13 @@ class GameProtocol(WebSocketServerProtocol):
 
     # Outgoing
 
-    # FIXME: this shadows Autobahn's own _send(), which its sync/chopped writes call through _trigger (not used by
-    # gamesvc today): rename it once the protocol rework is merged.
-    def _send(self, message: dict) -> None:  # type: ignore[override]
+    def _send_message(self, message: dict) -> None:
+        """Encode and send one reply or event to this connection (not named `_send`: Autobahn has its own)."""
         self.deliver(Outgoing(message))
 
     def _send_error(self, rid: Any, error: GameError) -> None:
         self.factory.services.metrics.error(error.code)
-        self._send({"re": rid, "ok": False, **error.to_json()})
+        self._send_message({"re": rid, "ok": False, **error.to_json()})
 
     def deliver(self, outgoing: Outgoing) -> None:
         """Send a pre-encoded message, framing it once per broadcast; drop clients that do not read."""
@@ -575,7 +574,7 @@ class GameProtocol(WebSocketServerProtocol):
         """The session was logged out elsewhere or expired: tell the client (`session.ended`) and sign out."""
         if not self.open:
             return
-        self._send({"event": "session.ended", "reason": reason})
+        self._send_message({"event": "session.ended", "reason": reason})
         self._sign_out()
 
 
